@@ -1,0 +1,240 @@
+"""The `kubevibe` command: parse, resolve settings, dispatch, render. No pipeline logic lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from kubevibe import __version__
+from kubevibe.errors import KubeVibeError, UsageError
+
+app = typer.Typer(
+    name="kubevibe",
+    help="Turn a natural-language request into a built, validated, deployed and charted Kubernetes service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"kubevibe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    pass
+
+
+# Options shared by `run` (and the experiment harness later). Each maps to one Settings field.
+LlmOpt = Annotated[Optional[str], typer.Option("--llm", help="auto, ollama://HOST:PORT, openai://HOST:PORT/v1, "
+                                               "embedded, replay:PATH  [env KUBEVIBE_LLM]")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name  [env MODEL]")]
+
+
+@app.command()
+def run(
+    prompt: Annotated[Optional[str], typer.Argument(help="The request; '-' or nothing reads standard input.")] = None,
+    prompt_file: Annotated[Optional[Path], typer.Option("--prompt-file", "-f", help="Read the request from a file.")] = None,
+    llm: LlmOpt = None,
+    model: ModelOpt = None,
+    intent_method: Annotated[Optional[str], typer.Option("--intent-method", help="none, curated-llm-zero-shot, "
+                             "curated-llm-few-shot, only-json-as-format, json-with-required  [env INTENT_METHOD]")] = None,
+    ival_method: Annotated[Optional[str], typer.Option("--ival-method", help="none or llm-as-a-judge  [env IVAL_METHOD]")] = None,
+    fix_from_zero: Annotated[Optional[bool], typer.Option("--fix-from-zero/--fix-minimal",
+                             help="Regenerate from scratch on a failure instead of a minimal fix  [env FIXFZERO]")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds for the whole run  [env TIMEOUT]")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", "-n", help="Most stage executions  [env N]")] = None,
+    max_fix_attempts: Annotated[Optional[int], typer.Option("--max-fixes", help="Most Fix executions")] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="auto, scaffold or full")] = None,
+    builder: Annotated[Optional[str], typer.Option("--builder", help="podman or docker")] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="local or kubernetes")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run directories go (default ./runs)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for the LLM")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
+    k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
+    allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+) -> None:
+    """Run the whole pipeline for one request."""
+    from kubevibe.pipeline.session import new_session
+    from kubevibe.settings import resolve_settings
+
+    text = _read_prompt(prompt, prompt_file)
+    flags = dict(llm=llm, model=model, intent_method=intent_method, ival_method=ival_method,
+                 fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
+                 max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
+                 runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
+                 allow_node_port=allow_node_port)
+    resolved = resolve_settings(flags=flags, config_path=config)
+    session = new_session(text, resolved)
+    _run_session(session, quiet=quiet, as_json=as_json)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory to continue.")],
+    llm: LlmOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Continue an interrupted run from its last completed stage."""
+    from kubevibe.pipeline.session import resume_session
+
+    session = resume_session(run_dir, llm_override=llm)
+    _run_session(session, quiet=quiet, as_json=as_json)
+
+
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Summarise a run: outcome, transitions, what was verified."""
+    from kubevibe.records.show import run_summary, verification_line
+
+    summary = run_summary(run_dir)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+        return
+    out.print(f"[bold]{summary['run_id']}[/]  {summary['outcome']}  ({summary['path']})")
+    out.print(f"request:  {summary['prompt']}", highlight=False)
+    llm = summary["llm"]
+    out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
+              f"intent={summary['intent_method']}", highlight=False)
+    out.print(f"steps:    {summary['steps']}  fixes: {summary['fix_iterations']}  revisions: {summary['revisions']}  "
+              f"llm calls: {summary['llm_calls']}  completion tokens: {summary['completion_tokens']}")
+    for t in summary["transitions"]:
+        out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
+                  f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
+    out.print(f"verified: {verification_line(summary['verified'])}")
+    if summary["image"]:
+        out.print(f"image:    {summary['image']}")
+    if summary["chart"]:
+        out.print(f"chart:    {summary['chart']}")
+    if summary["reason"] and summary["outcome"] != "success":
+        out.print(f"reason:   {summary['reason']}", highlight=False)
+
+
+@app.command()
+def graph(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+) -> None:
+    """Draw the run's FSM execution graph (DOT, and SVG when Graphviz is installed) into the run directory."""
+    from kubevibe.pipeline.graph import write_graph
+    from kubevibe.records.rundir import RunDir
+
+    rundir = RunDir.open(run_dir)
+    dot_path, svg_path = write_graph(rundir.read_jsonl("events.jsonl"), rundir.path)
+    out.print(f"wrote {dot_path}" + (f" and {svg_path}" if svg_path else " (install graphviz for the SVG)"))
+
+
+@app.command()
+def setup() -> None:
+    """Prepare the local engine: podman config, base image, registry."""
+    from kubevibe import localinfra
+
+    localinfra.setup(progress=lambda msg: out.print(msg, highlight=False))
+
+
+@app.command()
+def doctor() -> None:
+    """What is present, what is missing, and the command that installs it."""
+    from kubevibe import localinfra
+
+    checks = localinfra.doctor()
+    missing = 0
+    for check in checks:
+        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+        out.print(f"{mark} {check.name:<22} {check.detail}", highlight=False)
+        if not check.ok and check.fix_command:
+            missing += 1
+            out.print(f"    fix: {check.fix_command}", highlight=False)
+    raise typer.Exit(EXIT_OK if missing == 0 else EXIT_FAIL)
+
+
+def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
+    if prompt_file is not None:
+        if prompt is not None:
+            raise UsageError("Give the request either as an argument or with --prompt-file, not both.")
+        try:
+            return prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"Cannot read the prompt file {prompt_file}: {exc.strerror}.") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"The prompt file {prompt_file} is not UTF-8 text.") from None
+    if prompt is None or prompt == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError('No request given: kubevibe run "Develop a credit card validation microservice".')
+        return sys.stdin.read()
+    return prompt
+
+
+def _run_session(session, *, quiet: bool, as_json: bool) -> None:
+    from kubevibe.console import ConsoleReporter
+    from kubevibe.records.show import run_summary, verification_line
+
+    show_progress = not (quiet or as_json)
+    if show_progress:
+        llm = session.ctx.llm
+        out.print(f"run {session.ctx.run_id} → {session.path}", highlight=False)
+        reason = f" ({session.choice.reason})" if session.choice else ""
+        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}", highlight=False)
+    reporter = ConsoleReporter(out) if show_progress else None
+    end = session.run(reporter)
+    summary = run_summary(session.path)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
+        out.print(f"[{colour}]{end.outcome.upper()}[/] {end.reason}", highlight=False)
+        out.print(f"verified: {verification_line(summary['verified'])}", highlight=False)
+        if not quiet:
+            out.print(f"record: {session.path}", highlight=False)
+        if end.hint:
+            out.print(f"hint: {end.hint}", highlight=False)
+    code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(end.outcome, EXIT_FAIL)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point: every error a user can cause ends in one sentence and an exit code, never a traceback.
+
+    Usage errors of the command line itself (unknown flag, bad type) are typer's: usage text and exit 2.
+    """
+    try:
+        app()  # standalone mode: typer turns typer.Exit and its own usage errors into exit codes
+    except KubeVibeError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err.print(f"hint: {exc.hint}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only on request
+        if os.environ.get("KUBEVIBE_DEBUG"):
+            raise
+        err.print(f"[red]internal error:[/] {exc!r} (set KUBEVIBE_DEBUG=1 for the traceback)", highlight=False)
+        sys.exit(EXIT_FAIL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The one way KubeVibe runs external commands: an argument list, never a shell; always a timeout.
+
+`run()` never raises for a failing command: it returns a `CommandResult` that stages attach to their evidence.
+Callers that need success call `result.check()`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+# Output kept per stream. Evidence for the Fix stage is trimmed again later to fit the model's context.
+MAX_CAPTURE_CHARS = 200_000
+
+
+def pretty_command(argv: Sequence[str]) -> str:
+    """A pasteable rendering of argv (for logs and error messages only; never executed)."""
+    return shlex.join([str(a) for a in argv])
+
+
+def _clip(text: str, limit: int = MAX_CAPTURE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + f"\n... [{len(text) - limit} characters cut] ...\n" + text[-half:]
+
+
+class CommandResult(BaseModel):
+    argv: list[str]
+    returncode: int | None  # None: timed out or could not start
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+    timed_out: bool = False
+    error: str | None = None  # could not start (binary missing, ...)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def command(self) -> str:
+        return pretty_command(self.argv)
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+
+    def describe(self) -> str:
+        if self.error:
+            return f"{self.command}: {self.error}"
+        if self.timed_out:
+            return f"{self.command}: timed out after {self.duration_s:.0f}s"
+        return f"{self.command}: exit {self.returncode}"
+
+    def check(self, hint: str | None = None) -> "CommandResult":
+        from kubevibe.errors import CommandError
+
+        if not self.ok:
+            raise CommandError(self.argv, self.returncode, self.error or self.output, hint)
+        return self
+
+
+def run(
+    argv: Sequence[str | os.PathLike],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    input: str | None = None,
+    log_file: Path | None = None,
+) -> CommandResult:
+    """Run argv with a timeout. The child gets its own process group so a timeout kills all of it.
+
+    env: extra variables layered over os.environ.
+    log_file: if given, the command and its full output are appended there (the per-stage log).
+    """
+    args = [os.fspath(a) for a in argv]
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=full_env,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+    except OSError as exc:
+        result = CommandResult(argv=args, returncode=None, error=f"could not start: {exc.strerror or exc}")
+        _log(log_file, result)
+        return result
+    timed_out = False
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        out, err = proc.communicate()
+    except BaseException:
+        # Ctrl-C or SIGTERM while waiting: never leave the child behind.
+        _kill_group(proc)
+        proc.communicate()
+        raise
+    result = CommandResult(
+        argv=args,
+        returncode=None if timed_out else proc.returncode,
+        stdout=_clip(out or ""),
+        stderr=_clip(err or ""),
+        duration_s=round(time.monotonic() - start, 3),
+        timed_out=timed_out,
+    )
+    _log(log_file, result)
+    return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _log(log_file: Path | None, result: CommandResult) -> None:
+    if log_file is None:
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("a", encoding="utf-8") as fh:
+        fh.write(f"$ {result.command}\n")
+        fh.write(f"# {result.describe()} ({result.duration_s:.2f}s)\n")
+        if result.stdout:
+            fh.write(result.stdout.rstrip() + "\n")
+        if result.stderr:
+            fh.write("[stderr]\n" + result.stderr.rstrip() + "\n")
+        fh.write("\n")

@@ -1,0 +1,76 @@
+"""The LLM interface: one method, `complete()`. Backends register by spec scheme in `BACKENDS`.
+
+Errors:
+- `LLMCallError`: this call failed (HTTP error, timeout, server-side error). The stage fails with the reason.
+- `kubevibe.errors.LLMUnavailable`: the server cannot be reached at all after bounded retries. The run stops
+  with a hint: an unreachable server says nothing about the model's ability, so it must not count as a failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LLMRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str  # "intent", "judge", "generate", "fix": recorded, and checked by replay
+    prompt: str
+    system: str | None = None
+    json_schema: dict[str, Any] | None = None  # constrain the answer to this JSON schema where supported
+    temperature: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    num_ctx: int | None = None
+    think: bool | None = None
+
+
+class LLMResponse(BaseModel):
+    text: str
+    model: str
+    backend: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    duration_s: float | None = None  # wall time of the call as measured by the client
+    timings: dict[str, Any] = Field(default_factory=dict)  # whatever the backend reports (eval_duration, ...)
+    finish_reason: str | None = None  # "stop", "length" (truncated), ...
+
+
+class LLMCallError(Exception):
+    """One call failed; the message is one sentence recorded as the stage's failure reason."""
+
+
+class LLMClient(ABC):
+    backend: ClassVar[str]
+    # Small models cannot write a whole service; backends say which generation strategy suits them.
+    default_strategy: ClassVar[str] = "full"
+
+    def __init__(self, model: str):
+        self.model = model
+
+    @abstractmethod
+    def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+    def describe(self) -> str:
+        return f"{self.backend} model={self.model}"
+
+    def close(self) -> None:
+        """Release connections, servers, loaded models. Safe to call twice."""
+
+
+# scheme -> "module:Class". Imported lazily: the embedded backend pulls in llama.cpp only when chosen.
+BACKENDS: dict[str, str] = {
+    "ollama": "kubevibe.llm.ollama:OllamaClient",
+    "openai": "kubevibe.llm.openai_compat:OpenAIClient",
+    "embedded": "kubevibe.llm.embedded:EmbeddedClient",
+    "replay": "kubevibe.llm.replay:ReplayClient",
+}
+
+
+def backend_class(scheme: str) -> type[LLMClient]:
+    module_name, _, class_name = BACKENDS[scheme].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,186 @@
+"""The run context handed to every stage, and the result every stage returns.
+
+Stages read the context and return a `StageResult`; they never write the run record (events, run.json,
+revisions) themselves: only the runner does. A stage may write files in its own `stage_dir` (logs, build
+context, chart) and may register a cleanup for a resource it created (a deployment), which the runner
+guarantees to run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from kubevibe.pipeline.artifacts import ArtifactSet
+from kubevibe.pipeline.fsm import Outcome, State
+
+if TYPE_CHECKING:
+    from kubevibe.llm.base import LLMClient
+    from kubevibe.records.rundir import RunDir
+    from kubevibe.settings import Settings
+
+
+class Evidence(BaseModel):
+    """One piece of what a stage saw. This is what the Fix stage is shown, so it must be specific."""
+
+    kind: str  # "command", "finding", "http", "log", "llm", "note"
+    title: str
+    command: str | None = None
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    detail: str = ""
+
+    @classmethod
+    def from_command(cls, title: str, result: Any) -> "Evidence":
+        """From an exec.CommandResult."""
+        return cls(
+            kind="command",
+            title=title,
+            command=result.command,
+            exit_code=result.returncode,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            detail=result.error or ("timed out" if result.timed_out else ""),
+        )
+
+    def render(self, limit: int = 4000) -> str:
+        """Plain text for a prompt; long output keeps its head and its tail (errors are usually at the end)."""
+        parts = [f"[{self.kind}] {self.title}"]
+        if self.command:
+            parts.append(f"command: {self.command}")
+        if self.exit_code is not None:
+            parts.append(f"exit code: {self.exit_code}")
+        if self.detail:
+            parts.append(self.detail)
+        if self.stdout.strip():
+            parts.append("stdout:\n" + self.stdout.strip())
+        if self.stderr.strip():
+            parts.append("stderr:\n" + self.stderr.strip())
+        return trim_middle("\n".join(parts), limit)
+
+
+def trim_middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    tail = limit - head - 40
+    return text[:head] + f"\n... [{len(text) - head - tail} characters cut] ...\n" + text[-tail:]
+
+
+class StageResult(BaseModel):
+    outcome: Outcome
+    summary: str  # one sentence for the terminal and events.jsonl
+    evidence: list[Evidence] = Field(default_factory=list)
+    artifacts: ArtifactSet | None = None  # a new revision, when the stage changed the files
+    updates: dict[str, Any] = Field(default_factory=dict)  # RunState fields to set
+    metrics: dict[str, Any] = Field(default_factory=dict)  # numbers worth keeping (durations of sub-steps, ...)
+
+    @classmethod
+    def ok(cls, summary: str, **kw: Any) -> "StageResult":
+        return cls(outcome=Outcome.OK, summary=summary, **kw)
+
+    @classmethod
+    def failed(cls, summary: str, **kw: Any) -> "StageResult":
+        return cls(outcome=Outcome.FAILED, summary=summary, **kw)
+
+
+class RunState(BaseModel):
+    """What stages hand to later stages. Checkpointed after every stage, so `resume` can continue."""
+
+    prompt: str
+    intent: dict[str, Any] | None = None  # kubevibe.intent.Intent as data
+    strategy: str | None = None  # "scaffold" or "full", resolved at the start of the run
+    reference: str | None = None  # name of the nearest reference deployment, when one was used
+    image: str | None = None  # the image Build produced, registry/name:tag
+    image_mappings: list[dict[str, str]] = Field(default_factory=list)
+    last_failure: dict[str, Any] | None = None  # {"stage", "summary", "evidence": [...]} for Fix
+    deployment: dict[str, Any] | None = None  # what Deploy created, for Connect (addresses, ports)
+    connect_report: dict[str, Any] | None = None
+    chart: str | None = None  # path of the packaged chart, relative to the run dir
+    verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread on SIGINT/SIGTERM; BaseException so stage code does not swallow it."""
+
+
+class RunContext:
+    """Everything a stage may use. One per run; no global state."""
+
+    def __init__(
+        self,
+        *,
+        settings: "Settings",
+        rundir: "RunDir",
+        llm: "LLMClient",
+        state: RunState,
+        artifacts: ArtifactSet,
+        run_id: str,
+        deadline: float,
+    ):
+        self.settings = settings
+        self.rundir = rundir
+        self.llm = llm
+        self.state = state
+        self.artifacts = artifacts
+        self.run_id = run_id
+        self.deadline = deadline  # time.monotonic() value at which the whole run must stop
+        self.step = 0  # the current step number, set by the runner
+        self.stage: State | None = None
+        self._cleanups: dict[str, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+
+    # -- time -----------------------------------------------------------------------------------------
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def timeout(self, wanted: float) -> float:
+        """A timeout for one operation: what it wants, but never past the run's deadline (at least 1 s)."""
+        return max(1.0, min(wanted, self.remaining()))
+
+    # -- files ----------------------------------------------------------------------------------------
+    @property
+    def stage_dir(self) -> Path:
+        """A directory of this stage execution's own, e.g. runs/.../steps/003-build/."""
+        assert self.stage is not None
+        d = self.rundir.step_dir(self.step, self.stage)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def log_file(self) -> Path:
+        return self.stage_dir / "commands.log"
+
+    # -- cleanups -------------------------------------------------------------------------------------
+    def add_cleanup(self, key: str, fn: Callable[[], None]) -> None:
+        """Register a teardown for a resource. A second registration under the same key runs the first one."""
+        self.run_cleanup(key)
+        with self._lock:
+            self._cleanups[key] = fn
+
+    def run_cleanup(self, key: str) -> None:
+        with self._lock:
+            fn = self._cleanups.pop(key, None)
+        if fn is not None:
+            fn()
+
+    def run_all_cleanups(self) -> list[str]:
+        """Run every registered cleanup, newest first; return the errors (a failing cleanup never hides others)."""
+        errors = []
+        while True:
+            with self._lock:
+                if not self._cleanups:
+                    break
+                key = next(reversed(self._cleanups))
+                fn = self._cleanups.pop(key)
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - report every cleanup failure, keep cleaning
+                errors.append(f"cleanup {key}: {exc}")
+        return errors

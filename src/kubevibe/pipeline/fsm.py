@@ -1,0 +1,95 @@
+"""THE transition table of the pipeline. Pure data: the runner follows it, the graph renderer draws it.
+
+A stage returns an `Outcome`; the table maps (state, outcome) to the next state. Stages never choose the next
+state themselves. Every non-terminal state also has a LIMIT transition to FAIL, taken by the runner when a run
+limit (time, stage executions, fix attempts, consecutive failures) is reached.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class State(StrEnum):
+    INTENT = "INTENT"
+    GENERATE = "GENERATE"
+    BUILD = "BUILD"
+    VALIDATE = "VALIDATE"
+    DEPLOY = "DEPLOY"
+    CONNECT = "CONNECT"
+    CHART = "CHART"
+    FIX = "FIX"
+    SUCCESS = "SUCCESS"
+    FAIL = "FAIL"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    # Outcomes of FIX: where the pipeline resumes, decided by which artifacts the fix changed.
+    RESUME_BUILD = "resume-build"  # code, Dockerfile or requirements changed
+    RESUME_VALIDATE = "resume-validate"  # only the manifest changed
+    REGENERATE = "regenerate"  # FIXFZERO=1: throw the artifacts away and generate from scratch
+    LIMIT = "limit"  # taken by the runner, never returned by a stage
+
+
+class Transition(NamedTuple):
+    source: State
+    outcome: Outcome
+    target: State
+
+
+START = State.INTENT
+TERMINAL = frozenset({State.SUCCESS, State.FAIL})
+
+# The order of the main path; used for display and to pick "the earliest invalidated stage".
+PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.CHART)
+
+_T = Transition
+TRANSITIONS: tuple[Transition, ...] = (
+    _T(State.INTENT, Outcome.OK, State.GENERATE),
+    # Intent and Generate have no artifacts to fix yet: a failed answer is asked again (bounded by the limits).
+    _T(State.INTENT, Outcome.FAILED, State.INTENT),
+    _T(State.GENERATE, Outcome.OK, State.BUILD),
+    _T(State.GENERATE, Outcome.FAILED, State.GENERATE),
+    _T(State.BUILD, Outcome.OK, State.VALIDATE),
+    _T(State.BUILD, Outcome.FAILED, State.FIX),
+    _T(State.VALIDATE, Outcome.OK, State.DEPLOY),
+    _T(State.VALIDATE, Outcome.FAILED, State.FIX),
+    _T(State.DEPLOY, Outcome.OK, State.CONNECT),
+    _T(State.DEPLOY, Outcome.FAILED, State.FIX),
+    _T(State.CONNECT, Outcome.OK, State.CHART),
+    _T(State.CONNECT, Outcome.FAILED, State.FIX),
+    _T(State.CHART, Outcome.OK, State.SUCCESS),
+    _T(State.CHART, Outcome.FAILED, State.FIX),
+    _T(State.FIX, Outcome.RESUME_BUILD, State.BUILD),
+    _T(State.FIX, Outcome.RESUME_VALIDATE, State.VALIDATE),
+    _T(State.FIX, Outcome.REGENERATE, State.GENERATE),
+    # A fix whose LLM call failed or that changed nothing is a failure: ask for a fix again (bounded).
+    _T(State.FIX, Outcome.FAILED, State.FIX),
+) + tuple(_T(s, Outcome.LIMIT, State.FAIL) for s in State if s not in TERMINAL)
+
+# A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped
+# before or during CONNECT must deploy again first.
+RESUME_REDIRECT: dict[State, State] = {State.CONNECT: State.DEPLOY}
+
+_NEXT: dict[tuple[State, Outcome], State] = {(t.source, t.outcome): t.target for t in TRANSITIONS}
+if len(_NEXT) != len(TRANSITIONS):  # pragma: no cover - guards edits of the table
+    raise AssertionError("the transition table has two targets for one (state, outcome)")
+
+
+class UnknownTransition(Exception):
+    pass
+
+
+def next_state(state: State, outcome: Outcome) -> State:
+    try:
+        return _NEXT[(state, outcome)]
+    except KeyError:
+        raise UnknownTransition(f"no transition from {state} on {outcome}") from None
+
+
+def outcomes_of(state: State) -> list[Outcome]:
+    """The outcomes a stage may return (LIMIT excluded: only the runner takes it)."""
+    return [t.outcome for t in TRANSITIONS if t.source == state and t.outcome != Outcome.LIMIT]

@@ -1,0 +1,251 @@
+"""The runner: follows the transition table, enforces the limits, and is the only writer of the run record.
+
+Per stage execution it: checks the limits, runs the stage function, stores a new artifact revision when the
+stage changed the files, writes the stage's evidence, appends the transition to events.jsonl, and checkpoints
+state.json. Whatever way the run ends (terminal state, limit, tool error, bug, Ctrl-C/SIGTERM), every
+cleanup the stages registered runs and run.json says how it ended.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator, Protocol
+
+from pydantic import BaseModel
+
+from kubevibe.errors import KubeVibeError
+from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
+from kubevibe.pipeline.fsm import TERMINAL, Outcome, State, next_state
+from kubevibe.stages import stage_function
+
+
+class Counters(BaseModel):
+    steps: int = 0  # stage executions so far (N limits this)
+    fix_attempts: int = 0
+    consecutive_failures: int = 0  # failed executions since the last successful pipeline stage
+    elapsed_s: float = 0.0  # time spent in earlier sessions of this run (before a resume)
+
+
+class RunEnd(BaseModel):
+    outcome: str  # "success", "fail", "interrupted", "error"
+    final_state: str | None
+    reason: str
+    hint: str | None = None
+
+
+class Reporter(Protocol):
+    def stage_started(self, step: int, state: State) -> None: ...
+    def stage_finished(self, step: int, state: State, result: StageResult, duration: float, target: State) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def stage_started(self, step: int, state: State) -> None:
+        pass
+
+    def stage_finished(self, step: int, state: State, result: StageResult, duration: float, target: State) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+# What a successful execution of a stage proves about the current files (reset when the files change).
+VERIFIED_BY = {State.BUILD: "built", State.VALIDATE: "validated", State.DEPLOY: "deployed",
+               State.CONNECT: "reachable", State.CHART: "charted"}
+
+StageLookup = Callable[[State], Callable[[RunContext], StageResult]]
+
+
+class Runner:
+    def __init__(self, ctx: RunContext, counters: Counters | None = None, reporter: Reporter | None = None,
+                 stages: StageLookup = stage_function):
+        self.ctx = ctx
+        self.counters = counters or Counters()
+        self.reporter = reporter or SilentReporter()
+        self.stages = stages  # injectable so the engine's logic is testable with scripted stages
+        self._session_start = time.monotonic()
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self, start: State) -> RunEnd:
+        state = start
+        ctx = self.ctx
+        try:
+            with _signals_raise_interrupted():
+                while state not in TERMINAL:
+                    limit = self._limit_reached(state)
+                    if limit:
+                        self._record_transition(state, Outcome.LIMIT, State.FAIL, limit, 0.0)
+                        self._checkpoint(State.FAIL)
+                        return self._end(RunEnd(outcome="fail", final_state=State.FAIL, reason=limit))
+                    state = self._execute(state)
+                    self._checkpoint(state)
+        except Interrupted:
+            errors = ctx.run_all_cleanups()
+            self._record_stop(state, "interrupted", "interrupted by a signal", errors)
+            self._checkpoint(state)  # resume re-runs the interrupted stage
+            return self._end(RunEnd(outcome="interrupted", final_state=None,
+                                    reason=f"interrupted during {state}; `kubevibe resume` continues it"))
+        except KubeVibeError as exc:
+            errors = ctx.run_all_cleanups()
+            self._record_stop(state, "error", exc.message, errors)
+            self._checkpoint(state)
+            return self._end(RunEnd(outcome="error", final_state=None, reason=exc.message, hint=exc.hint))
+        except Exception as exc:  # a bug in KubeVibe: keep the traceback in the run, end cleanly
+            errors = ctx.run_all_cleanups()
+            (ctx.rundir.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            self._record_stop(state, "error", f"internal error: {exc!r}", errors)
+            self._checkpoint(state)
+            return self._end(RunEnd(outcome="error", final_state=None,
+                                    reason=f"internal error in {state}: {exc!r} (traceback in error.txt)"))
+        finally:
+            ctx.run_all_cleanups()
+        self._checkpoint(state)
+        outcome = "success" if state == State.SUCCESS else "fail"
+        last = self._last_reason()
+        return self._end(RunEnd(outcome=outcome, final_state=state, reason=last))
+
+    def _execute(self, state: State) -> State:
+        ctx, c = self.ctx, self.counters
+        c.steps += 1
+        if state == State.FIX:
+            c.fix_attempts += 1
+        ctx.step, ctx.stage = c.steps, state
+        self.reporter.stage_started(c.steps, state)
+        started = time.monotonic()
+        result = self.stages(state)(ctx)
+        duration = time.monotonic() - started
+        target = next_state(state, result.outcome)
+
+        if result.artifacts is not None:
+            ctx.artifacts = result.artifacts
+            rev = ctx.rundir.write_revision(result.artifacts)
+            result.metrics["revision"] = rev
+            ctx.state.verified = {}  # what was verified belongs to the old files
+        for key, value in result.updates.items():
+            if key == "verified":
+                ctx.state.verified = {**ctx.state.verified, **value}
+            else:
+                setattr(ctx.state, key, value)
+        if result.outcome == Outcome.OK and state in VERIFIED_BY:
+            ctx.state.verified[VERIFIED_BY[state]] = True
+        if result.outcome == Outcome.FAILED:
+            c.consecutive_failures += 1
+            if state != State.FIX:  # Fix is shown the failure of the stage it repairs, not its own
+                ctx.state.last_failure = {"stage": str(state), "step": c.steps, "summary": result.summary,
+                                          "evidence": [e.model_dump() for e in result.evidence]}
+        elif state != State.FIX:
+            c.consecutive_failures = 0
+        step_dir = ctx.rundir.step_dir(c.steps, state)
+        step_dir.mkdir(parents=True, exist_ok=True)
+        _write_result(step_dir, result, duration)
+        self._record_transition(state, result.outcome, target, result.summary, duration, result.metrics)
+        self.reporter.stage_finished(c.steps, state, result, duration, target)
+        return target
+
+    # -- limits ---------------------------------------------------------------------------------------
+    def _limit_reached(self, state: State) -> str | None:
+        s, c = self.ctx.settings, self.counters
+        if self.ctx.remaining() <= 0:
+            return f"the run's time limit of {s.timeout:g}s (TIMEOUT) was reached"
+        if c.steps >= s.max_steps:
+            return f"the limit of {s.max_steps} stage executions (N) was reached"
+        if state == State.FIX and c.fix_attempts >= s.max_fix_attempts:
+            return f"the limit of {s.max_fix_attempts} fix attempts was reached"
+        if c.consecutive_failures >= s.max_consecutive_failures:
+            return f"{c.consecutive_failures} stage executions failed in a row (limit {s.max_consecutive_failures})"
+        return None
+
+    # -- records --------------------------------------------------------------------------------------
+    def _record_transition(self, source: State, outcome: Outcome, target: State, reason: str, duration: float,
+                           metrics: dict[str, Any] | None = None) -> None:
+        event = {
+            "time": _now(),
+            "step": self.counters.steps,
+            "from": str(source),
+            "to": str(target),
+            "result": str(outcome),
+            "duration_s": round(duration, 3),
+            "reason": reason,
+        }
+        if metrics:
+            event["metrics"] = metrics
+        self.ctx.rundir.append_event(event)
+
+    def _record_stop(self, state: State, result: str, reason: str, cleanup_errors: list[str]) -> None:
+        event = {"time": _now(), "step": self.counters.steps, "from": str(state), "to": None, "result": result,
+                 "duration_s": 0.0, "reason": reason}
+        if cleanup_errors:
+            event["cleanup_errors"] = cleanup_errors
+        self.ctx.rundir.append_event(event)
+
+    def _last_reason(self) -> str:
+        events = self.ctx.rundir.read_jsonl("events.jsonl")
+        return events[-1]["reason"] if events else ""
+
+    def _checkpoint(self, next_state_: State) -> None:
+        self.ctx.rundir.write_json("state.json", {
+            "next_state": str(next_state_),
+            "counters": self._counters_now().model_dump(),
+            "state": self.ctx.state.model_dump(),
+            "revision": (self.ctx.rundir.revisions() or [None])[-1],
+        })
+
+    def _counters_now(self) -> Counters:
+        c = self.counters.model_copy()
+        c.elapsed_s = round(self.counters.elapsed_s + time.monotonic() - self._session_start, 3)
+        return c
+
+    def _end(self, end: RunEnd) -> RunEnd:
+        run = self.ctx.rundir.read_json("run.json")
+        run.update(
+            outcome=end.outcome,
+            final_state=str(end.final_state) if end.final_state else None,
+            reason=end.reason,
+            hint=end.hint,
+            finished=_now(),
+            counters=self._counters_now().model_dump(),
+            verified=self.ctx.state.verified,
+            image=self.ctx.state.image,
+            chart=self.ctx.state.chart,
+            strategy=self.ctx.state.strategy,
+            reference=self.ctx.state.reference,
+        )
+        self.ctx.rundir.write_json("run.json", run)
+        return end
+
+
+def _write_result(step_dir, result: StageResult, duration: float) -> None:
+    import json
+
+    data = result.model_dump(exclude={"artifacts"}, mode="json")
+    data["duration_s"] = round(duration, 3)
+    (step_dir / "result.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@contextmanager
+def _signals_raise_interrupted() -> Iterator[None]:
+    """SIGINT and SIGTERM become `Interrupted` in the main thread, so cleanups run (outside it: untouched)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

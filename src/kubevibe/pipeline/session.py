@@ -1,0 +1,132 @@
+"""Start or resume a run: create the run directory, choose the LLM, write run.json, hand over to the Runner."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubevibe import __version__
+from kubevibe.errors import UsageError
+from kubevibe.llm.base import LLMClient
+from kubevibe.llm.resolve import LLMChoice, make_client
+from kubevibe.pipeline.artifacts import ArtifactSet
+from kubevibe.pipeline.context import RunContext, RunState
+from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
+from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
+from kubevibe.records.rundir import RunDir
+from kubevibe.settings import ResolvedSettings, Settings
+
+MAX_PROMPT_CHARS = 20_000
+
+
+def check_prompt(prompt: str) -> str:
+    prompt = prompt.strip()
+    if not prompt:
+        raise UsageError("The request is empty: say what service to build, e.g. kubevibe run \"Develop a credit "
+                         "card validation microservice\".")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UsageError(f"The request is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} are accepted.")
+    return prompt
+
+
+def resolve_strategy(settings: Settings, llm: LLMClient) -> str:
+    return llm.default_strategy if settings.strategy == "auto" else settings.strategy
+
+
+class Session:
+    """A run in progress: its directory, its context, and how it was started (for reporting)."""
+
+    def __init__(self, ctx: RunContext, choice: LLMChoice | None, start: State, counters: Counters):
+        self.ctx = ctx
+        self.choice = choice
+        self.start = start
+        self.counters = counters
+
+    @property
+    def path(self) -> Path:
+        return self.ctx.rundir.path
+
+    def run(self, reporter: Reporter | None = None) -> RunEnd:
+        try:
+            return Runner(self.ctx, self.counters, reporter).run(self.start)
+        finally:
+            self.ctx.llm.close()
+
+
+def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
+    prompt = check_prompt(prompt)
+    settings = resolved.settings
+    llm, choice = make_client(settings)
+    rundir = RunDir.create(settings.runs_dir, llm.model)
+    state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm))
+    rundir.write_json("run.json", {
+        "run_id": rundir.run_id,
+        "prompt": prompt,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "outcome": "running",
+        "llm": {"backend": llm.backend, "model": llm.model, "spec": settings.llm, "choice": choice.reason,
+                "describe": llm.describe()},
+        "strategy": state.strategy,
+        "settings": settings.model_dump(mode="json"),
+        "sources": resolved.sources,
+        "config_file": resolved.config_file,
+        "limits": {"timeout_s": settings.timeout, "max_steps": settings.max_steps,
+                   "max_fix_attempts": settings.max_fix_attempts,
+                   "max_consecutive_failures": settings.max_consecutive_failures},
+        "versions": versions(),
+    })
+    ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
+                     run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
+    return Session(ctx, choice, START, Counters())
+
+
+def resume_session(path: Path, llm_override: str | None = None) -> Session:
+    rundir = RunDir.open(path)
+    run = rundir.read_json("run.json")
+    if run.get("outcome") in ("success", "fail"):
+        raise UsageError(f"Run {rundir.run_id} already ended with {run['outcome']}; only an interrupted run "
+                         "(or one that stopped on an error) can be resumed.")
+    if not (rundir.path / "state.json").exists():
+        raise UsageError(f"Run {rundir.run_id} has no checkpoint (state.json): it stopped before its first stage.")
+    checkpoint = rundir.read_json("state.json")
+    values = dict(run["settings"])
+    if llm_override:
+        values["llm"] = llm_override
+    settings = Settings.model_validate(values)
+    llm, choice = make_client(settings)
+    counters = Counters.model_validate(checkpoint["counters"])
+    state = RunState.model_validate(checkpoint["state"])
+    start = State(checkpoint["next_state"])
+    if start in TERMINAL:
+        raise UsageError(f"Run {rundir.run_id} already reached {start}.")
+    start = RESUME_REDIRECT.get(start, start)
+    rev = checkpoint.get("revision")
+    artifacts = ArtifactSet.read_from(rundir.revision_dir(rev)) if rev is not None else ArtifactSet()
+    remaining = settings.timeout - counters.elapsed_s
+    if remaining <= 0:
+        raise UsageError(f"Run {rundir.run_id} has used its whole time limit ({settings.timeout:g}s); "
+                         "nothing is left to resume.")
+    run.update(outcome="running", resumed=(run.get("resumed") or []) + [
+        {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(start),
+         "llm": settings.llm}])
+    rundir.write_json("run.json", run)
+    rundir.append_event({"time": datetime.now(timezone.utc).isoformat(), "step": counters.steps, "from": None,
+                         "to": str(start), "result": "resumed", "duration_s": 0.0,
+                         "reason": f"resumed at {start}"})
+    ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=artifacts,
+                     run_id=rundir.run_id, deadline=time.monotonic() + remaining)
+    return Session(ctx, choice, start, counters)
+
+
+def versions() -> dict[str, str]:
+    out = {"kubevibe": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    try:
+        from kubevibe.tools import tool_versions
+
+        out.update(tool_versions())
+    except Exception:  # noqa: BLE001 - versions are informative; a missing tool must not stop a run
+        pass
+    return out

@@ -1,0 +1,126 @@
+"""The run directory: runs/<model>/<UTC timestamp>-<short id>/, everything a run did, never overwritten.
+
+Layout:
+  run.json            settings (with sources), limits, model, versions, outcome, verification summary
+  events.jsonl        one line per transition: step, from, to, result, duration, reason
+  llm.jsonl           every LLM request and response, with token counts and timings
+  state.json          checkpoint after every stage (RunState, counters, next state) for `kubevibe resume`
+  artifacts/rev-NNN/  every revision of the generated files
+  steps/NNN-stage/    per stage execution: evidence.json, commands.log, stage outputs
+  chart/              the Helm chart, and <name>-<version>.tgz
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kubevibe.errors import UsageError
+from kubevibe.pipeline.artifacts import ArtifactSet
+
+
+def safe_component(text: str) -> str:
+    """A path component from a model name: `/`, `:` and anything odd become `_`."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
+    return cleaned[:100]
+
+
+def utc_stamp(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    # -- creation -------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, runs_root: Path, model: str) -> "RunDir":
+        parent = runs_root / safe_component(model)
+        parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):
+            run_id = secrets.token_hex(3)
+            path = parent / f"{utc_stamp()}-{run_id}"
+            try:
+                path.mkdir()  # atomic: two runs can never share a directory
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise RuntimeError(f"could not create a unique run directory under {parent}")
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDir":
+        if not (path / "run.json").is_file():
+            raise UsageError(f"{path} is not a KubeVibe run directory (no run.json).")
+        return cls(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    # -- paths ----------------------------------------------------------------------------------------
+    def step_dir(self, step: int, stage: str) -> Path:
+        return self.path / "steps" / f"{step:03d}-{str(stage).lower()}"
+
+    def revision_dir(self, rev: int) -> Path:
+        return self.path / "artifacts" / f"rev-{rev:03d}"
+
+    def revisions(self) -> list[int]:
+        root = self.path / "artifacts"
+        if not root.is_dir():
+            return []
+        return sorted(int(p.name[4:]) for p in root.iterdir() if re.fullmatch(r"rev-\d{3,}", p.name))
+
+    # -- writers (called by the runner and the LLM logger only) -----------------------------------------
+    def write_revision(self, artifacts: ArtifactSet) -> int:
+        revs = self.revisions()
+        rev = (revs[-1] + 1) if revs else 0
+        artifacts.write_to(self.revision_dir(rev))
+        return rev
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        self._append("events.jsonl", event)
+
+    def append_llm(self, record: dict[str, Any]) -> None:
+        self._append("llm.jsonl", record)
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        with self._lock, (self.path / name).open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Atomic replace, so a crash never leaves a half-written run.json or state.json."""
+        target = self.path / name
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+
+    # -- readers --------------------------------------------------------------------------------------
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        path = self.path / name
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A line cut by a crash: keep what is readable.
+                continue
+        return out

@@ -1,0 +1,168 @@
+"""Settings: each one resolved as flag > environment > config file > default, remembering its source.
+
+The reference tool's environment variables keep their names and meanings: MODEL, INTENT_METHOD, IVAL_METHOD,
+FIXFZERO, TIMEOUT (seconds for the whole run), N (most stage executions). Unlike the reference tool, the
+defaults bound both time and stage executions, so a run always ends.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kubevibe.errors import SettingError, UsageError
+
+IntentMethod = Literal["none", "curated-llm-zero-shot", "curated-llm-few-shot", "only-json-as-format", "json-with-required"]
+INTENT_METHODS: tuple[str, ...] = IntentMethod.__args__  # type: ignore[attr-defined]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    llm: str = Field("auto", description="LLM backend spec: auto, ollama://host:port, openai://host:port/v1, embedded, replay:PATH")
+    model: str | None = Field(None, description="model name; default: the backend's own default")
+    intent_method: IntentMethod = "none"
+    ival_method: Literal["none", "llm-as-a-judge"] = "none"
+    fix_from_zero: bool = False
+    timeout: float = Field(1800.0, gt=0, description="seconds for the whole run")
+    max_steps: int = Field(40, ge=1, description="most stage executions in one run")
+    max_fix_attempts: int = Field(10, ge=0)
+    max_consecutive_failures: int = Field(6, ge=1)
+    max_judge_retries: int = Field(2, ge=0)
+    strategy: Literal["auto", "scaffold", "full"] = "auto"
+    builder: Literal["podman", "docker"] = "podman"
+    target: Literal["local", "kubernetes"] = "local"
+    runs_dir: Path = Path("runs")
+    temperature: float = Field(0.2, ge=0, le=2)
+    seed: int | None = None
+    num_ctx: int = Field(8192, ge=512)
+    max_tokens: int = Field(4096, ge=16)
+    think: bool | None = None
+    llm_timeout: float = Field(600.0, gt=0, description="seconds for one LLM call")
+    k8s_version: str = Field("1.33.0", pattern=r"^\d+\.\d+\.\d+$")
+    allow_node_port: bool = False
+    stage_timeout: float = Field(600.0, gt=0, description="seconds for one external command of a stage")
+    kubeconfig: Path | None = None
+    context: str | None = None
+    registry: str | None = None
+
+
+# Environment variable for each setting. The first six are the reference tool's.
+ENV_VARS: dict[str, str] = {
+    "model": "MODEL",
+    "intent_method": "INTENT_METHOD",
+    "ival_method": "IVAL_METHOD",
+    "fix_from_zero": "FIXFZERO",
+    "timeout": "TIMEOUT",
+    "max_steps": "N",
+    "llm": "KUBEVIBE_LLM",
+    "max_fix_attempts": "KUBEVIBE_MAX_FIXES",
+    "max_consecutive_failures": "KUBEVIBE_MAX_CONSECUTIVE_FAILURES",
+    "max_judge_retries": "KUBEVIBE_MAX_JUDGE_RETRIES",
+    "strategy": "KUBEVIBE_STRATEGY",
+    "builder": "KUBEVIBE_BUILDER",
+    "target": "KUBEVIBE_TARGET",
+    "runs_dir": "KUBEVIBE_RUNS_DIR",
+    "temperature": "KUBEVIBE_TEMPERATURE",
+    "seed": "KUBEVIBE_SEED",
+    "num_ctx": "KUBEVIBE_NUM_CTX",
+    "max_tokens": "KUBEVIBE_MAX_TOKENS",
+    "think": "KUBEVIBE_THINK",
+    "llm_timeout": "KUBEVIBE_LLM_TIMEOUT",
+    "k8s_version": "KUBEVIBE_K8S_VERSION",
+    "allow_node_port": "KUBEVIBE_ALLOW_NODE_PORT",
+    "stage_timeout": "KUBEVIBE_STAGE_TIMEOUT",
+    "kubeconfig": "KUBECONFIG",
+    "context": "KUBEVIBE_CONTEXT",
+    "registry": "KUBEVIBE_REGISTRY",
+}
+CONFIG_ENV = "KUBEVIBE_CONFIG"
+DEFAULT_CONFIG = Path("kubevibe.toml")
+
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _from_env_text(name: str, text: str) -> Any:
+    """Environment values are text; booleans accept 0/1 like the reference tool's FIXFZERO."""
+    annotation = str(Settings.model_fields[name].annotation)
+    if "bool" in annotation:
+        word = text.strip().lower()
+        if word in _BOOL_WORDS:
+            return _BOOL_WORDS[word]
+        raise SettingError(ENV_VARS[name], text, "0 or 1")
+    if text.strip() == "" and "None" in annotation:
+        return None
+    return text
+
+
+class ResolvedSettings(BaseModel):
+    settings: Settings
+    sources: dict[str, str]  # setting name -> "flag", "env:MODEL", "file:kubevibe.toml", "default"
+    config_file: str | None = None
+
+
+def load_config_file(path: Path | None, env: Mapping[str, str]) -> tuple[dict[str, Any], Path | None]:
+    explicit = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    candidate = explicit or DEFAULT_CONFIG
+    if not candidate.exists():
+        if explicit:
+            raise UsageError(f"Config file {explicit} does not exist.")
+        return {}, None
+    try:
+        data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"Config file {candidate} is not valid TOML: {exc}.") from None
+    # Accept either top-level keys or a [kubevibe] table; keys may use - or _.
+    table = data.get("kubevibe", data)
+    out = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in Settings.model_fields:
+            raise UsageError(f"Config file {candidate} has an unknown setting {key!r}.")
+        out[name] = value
+    return out, candidate
+
+
+def resolve_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> ResolvedSettings:
+    """flags: only the flags the user actually gave (None values are ignored)."""
+    env = os.environ if env is None else env
+    file_values, file_path = load_config_file(config_path, env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in Settings.model_fields:
+        if flags and flags.get(name) is not None:
+            values[name], sources[name] = flags[name], "flag"
+        elif name in ENV_VARS and env.get(ENV_VARS[name]) not in (None, ""):
+            values[name], sources[name] = _from_env_text(name, env[ENV_VARS[name]]), f"env:{ENV_VARS[name]}"
+        elif name in file_values:
+            values[name], sources[name] = file_values[name], f"file:{file_path}"
+        else:
+            sources[name] = "default"
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        source = sources.get(name, "default")
+        label = ENV_VARS.get(name, name) if source.startswith("env:") else name.replace("_", "-")
+        expected = _expected(name, err)
+        raise SettingError(label, values.get(name), expected) from None
+    return ResolvedSettings(settings=settings, sources=sources, config_file=str(file_path) if file_path else None)
+
+
+def _expected(name: str, err: dict) -> str:
+    if name == "intent_method":
+        return "one of " + ", ".join(INTENT_METHODS)
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return str(ctx["expected"])
+    return err.get("msg", "a valid value").removeprefix("Input should be ").removeprefix("Value error, ")

@@ -93,8 +93,8 @@ def _summary(intent: Intent) -> str:
 
 
 def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[Intent | None, str | None]:
-    examples = _examples(request, as_spec=method == "json-with-required") if method in (
-        "curated-llm-few-shot", "json-with-required") else ""
+    # Only the few-shot method shows examples: the methods must stay distinct for comparisons between them.
+    examples = _examples(request) if method == "curated-llm-few-shot" else ""
     if method in ("curated-llm-zero-shot", "curated-llm-few-shot"):
         prompt = prompts.render("intent_curate.j2", request=request, examples=examples, feedback=feedback)
         answer = ask(ctx, "intent", prompt, CuratedDescription, system=prompts.render("system.j2"))
@@ -112,7 +112,7 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
         text = "Build the service described by this JSON:\n" + json.dumps(data, indent=2)
         return Intent(request=request, method=method, text=text), None
     if method == "json-with-required":
-        prompt = prompts.render("intent_spec.j2", request=request, examples=examples, feedback=feedback)
+        prompt = prompts.render("intent_spec.j2", request=request, feedback=feedback)
         answer = ask(ctx, "intent", prompt, ServiceSpec, system=prompts.render("system.j2"))
         if not answer.ok:
             return None, answer.error
@@ -121,13 +121,10 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
     raise AssertionError(f"unhandled intent method {method}")  # settings validation admits only the five
 
 
-def _examples(request: str, *, as_spec: bool) -> str:
+def _examples(request: str) -> str:
     from kubevibe import bank
 
-    refs = [ref for ref, _score in bank.nearest(request, k=2)]
-    if as_spec:
-        return "\n".join(ref.spec.model_dump_json() for ref in refs)
-    return bank.few_shot_block(refs)
+    return bank.few_shot_block([ref for ref, _score in bank.nearest(request, k=2)])
 
 
 def _judge(ctx: RunContext, request: str, intent: Intent) -> tuple[JudgeVerdict | None, str | None]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from kubevibe.settings import Settings
 
 
 class LLMRequest(BaseModel):
@@ -51,6 +54,13 @@ class LLMClient(ABC):
 
     def __init__(self, model: str):
         self.model = model
+        # The generation strategy of the run being reproduced, when a backend replays one (see session).
+        self.recorded_strategy: str | None = None
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, target: str, settings: "Settings") -> "LLMClient":
+        """Build the client from the spec's target (URL, path, or "") and the run's settings."""
 
     @abstractmethod
     def complete(self, request: LLMRequest) -> LLMResponse: ...

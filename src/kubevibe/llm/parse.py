@@ -19,7 +19,17 @@ T = TypeVar("T", bound=BaseModel)
 MAX_ANSWER_CHARS = 2_000_000
 
 _THINK_RE = re.compile(r"<(think|thinking|reasoning)>.*?(</\1>|$)", re.DOTALL | re.IGNORECASE)
+# Everything up to the last closing tag: some chat templates open the think block in the prompt, so the
+# answer holds only the closing tag.
+_UNOPENED_THINK_RE = re.compile(r"^.*</(?:think|thinking|reasoning)>", re.DOTALL | re.IGNORECASE)
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
+# Inside brackets: a JSON string literal (to its closing quote, or to the end when cut off), or a bracket.
+_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|[{}\[\]]', re.DOTALL)
+_OPENER_RE = re.compile(r"[{\[]")
+_CLOSERS = {"}": "{", "]": "["}
+_MAX_CANDIDATES = 50
+
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
 class AnswerError(Exception):
@@ -27,51 +37,60 @@ class AnswerError(Exception):
 
 
 def strip_thinking(text: str) -> str:
-    return _THINK_RE.sub("", text)
+    return _UNOPENED_THINK_RE.sub("", _THINK_RE.sub("", text), count=1)
+
+
+def _bracket_spans(text: str) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[int]]]:
+    """Balanced {...} and [...] spans (start, end), and the openers never closed, in one linear pass.
+
+    A stack per bracket kind: scanning forward from every opening brace was quadratic, and a truncated 2 MB
+    answer took hours. String literals are skipped only inside brackets: between values, a quote is prose
+    (`the 5" screen`) and must not swallow the JSON that follows.
+    """
+    stacks: dict[str, list[int]] = {"{": [], "[": []}
+    spans: dict[str, list[tuple[int, int]]] = {"{": [], "[": []}
+    pos, values = 0, 0
+    while values < _MAX_CANDIDATES and (first := _OPENER_RE.search(text, pos)):
+        for match in _TOKEN_RE.finditer(text, first.start()):
+            token = match.group()
+            if token in stacks:
+                stacks[token].append(match.start())
+            elif token in _CLOSERS and stacks[_CLOSERS[token]]:
+                opener = _CLOSERS[token]
+                spans[opener].append((stacks[opener].pop(), match.start()))
+                if not stacks["{"] and not stacks["["]:  # back between values
+                    pos, values = match.end(), values + 1
+                    break
+        else:
+            break  # the end of the text, inside a bracket
+    return spans, stacks
 
 
 def _candidates(text: str) -> list[str]:
     """Places where the JSON may be, most likely first."""
-    out = []
-    stripped = text.strip()
-    out.append(stripped)
+    out = [text.strip()]
     out.extend(m.group(1).strip() for m in _FENCE_RE.finditer(text))
-    # A balanced {...} (or [...]) scan from each opening brace, for JSON embedded in prose.
-    for opener, closer in (("{", "}"), ("[", "]")):
-        start = text.find(opener)
-        while start != -1 and len(out) < 50:
-            end = _balanced_end(text, start, opener, closer)
-            if end is not None:
+    # The outermost balanced {...} (then [...]) spans, for JSON embedded in prose.
+    spans, unclosed = _bracket_spans(text)
+    for opener in ("{", "["):
+        # Spans after an opener that never closed are pieces of that cut-off value, not answers.
+        limit = unclosed[opener][0] if unclosed[opener] else len(text)
+        last_end = -1
+        for start, end in sorted(spans[opener]):
+            if start >= limit or len(out) >= _MAX_CANDIDATES:
+                break
+            if start > last_end:
                 out.append(text[start : end + 1])
-                start = text.find(opener, end + 1)
-            else:
-                start = text.find(opener, start + 1)
+                last_end = end
     return out
 
 
-def _balanced_end(text: str, start: int, opener: str, closer: str) -> int | None:
-    depth = 0
-    in_string = False
-    escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch == opener:
-            depth += 1
-        elif ch == closer:
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
+def _is_truncated(text: str) -> bool:
+    """True when the first `{` outside strings is never closed: the model stopped mid-object."""
+    spans, unclosed = _bracket_spans(text)
+    if not unclosed["{"]:
+        return False
+    return not spans["{"] or unclosed["{"][0] < min(start for start, _ in spans["{"])
 
 
 def extract_json(text: str) -> Any:
@@ -83,23 +102,35 @@ def extract_json(text: str) -> Any:
     body = strip_thinking(text)
     if not body.strip():
         raise AnswerError("The answer contained only a <think> block and no JSON.")
+    too_deep = False
     for candidate in _candidates(body):
         try:
-            return json.loads(candidate)
-        except (json.JSONDecodeError, RecursionError):
+            # strict=False accepts raw newlines and tabs inside strings, which models write in file contents.
+            return json.loads(candidate, strict=False)
+        except RecursionError:
+            too_deep = True
+        except ValueError:  # JSONDecodeError, and also an integer of more than 4300 digits
             continue
-    if "{" in body and _balanced_end(body, body.find("{"), "{", "}") is None:
+    if _is_truncated(body):  # checked first: a cut-off deep answer is truncated, not too deep
         raise AnswerError("The answer's JSON was cut off before its end (truncated output).")
+    if too_deep:
+        raise AnswerError("The answer's JSON was nested too deeply to parse.")
     raise AnswerError("The answer contained no parseable JSON object.")
 
 
 def parse_answer(text: str, model: type[T]) -> T:
     """Extract and validate. Raises AnswerError with the first schema problems named."""
     data = extract_json(text)
+    if isinstance(data, str):
+        try:
+            data = extract_json(data)  # some models encode the object as a JSON string
+        except AnswerError:
+            pass
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]  # some models wrap the object in a list
     if not isinstance(data, dict):
-        raise AnswerError(f"The answer's JSON was a {type(data).__name__}, not an object.")
+        kind = "null" if data is None else _JSON_TYPE_NAMES.get(type(data), type(data).__name__)
+        raise AnswerError(f"The answer's JSON was {kind}, not an object.")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -12,6 +12,7 @@ Specs:
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -24,10 +25,14 @@ DEFAULT_OLLAMA_HOST = "localhost:11434"
 
 
 def ollama_base_url(host: str | None = None) -> str:
-    host = host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
+    """Ollama's own convention for OLLAMA_HOST: scheme optional, port 11434 when none is given."""
+    host = (host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST).rstrip("/")
     if not host.startswith(("http://", "https://")):
         host = "http://" + host
-    return host.rstrip("/")
+    url = urlsplit(host)  # not httpx.URL: it hides an explicit default port such as :443
+    if url.port is None and not url.path.strip("/"):
+        host = f"{url.scheme}://{url.hostname}:11434"
+    return host
 
 
 def ollama_answers(base_url: str, timeout: float = 1.5) -> bool:
@@ -73,5 +78,5 @@ def make_client(settings: Settings) -> tuple[LLMClient, LLMChoice]:
     choice = parse_spec(settings.llm)
     assert choice.scheme in BACKENDS
     cls = backend_class(choice.scheme)
-    client = cls.from_settings(choice.target, settings)  # type: ignore[attr-defined]
+    client = cls.from_settings(choice.target, settings)
     return client, choice

@@ -33,7 +33,10 @@ def check_prompt(prompt: str) -> str:
 
 
 def resolve_strategy(settings: Settings, llm: LLMClient) -> str:
-    return llm.default_strategy if settings.strategy == "auto" else settings.strategy
+    if settings.strategy != "auto":
+        return settings.strategy
+    # A replayed run must take the recorded run's path, or its answers stop matching the requests.
+    return llm.recorded_strategy or llm.default_strategy
 
 
 class Session:

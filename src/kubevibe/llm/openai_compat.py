@@ -1,0 +1,162 @@
+"""OpenAI-compatible backend: POST {base}/chat/completions through the official `openai` client.
+
+Works with OpenAI itself and with local servers that copy its API (llama.cpp's server, vLLM, LM Studio,
+Ollama's /v1). Those servers differ in what they accept; the one difference we handle is structured
+output: some reject `response_format: json_schema` and only know `json_object`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+import openai
+
+from kubevibe.errors import LLMUnavailable, UsageError
+from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
+from kubevibe.llm.http import RetryPolicy, connect_timeout, status_error, timeout_error, with_connect_retries
+from kubevibe.settings import Settings
+
+
+class OpenAIClient(LLMClient):
+    backend = "openai"
+
+    def __init__(self, model: str, base_url: str, timeout: float, retry: RetryPolicy | None = None):
+        super().__init__(model)
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        # Set once the server rejects json_schema, so later calls do not pay for a failed request first.
+        self.json_schema_rejected = False
+        self._client = openai.OpenAI(
+            base_url=base_url,
+            api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # local servers ignore the key
+            timeout=openai.Timeout(timeout, connect=connect_timeout(timeout)),
+            max_retries=0,  # connection failures are retried by our policy; nothing else should be
+        )
+
+    @classmethod
+    def from_settings(cls, target: str, settings: Settings, retry: RetryPolicy | None = None) -> "OpenAIClient":
+        client = cls(settings.model or "", target, settings.llm_timeout, retry)
+        if not client.model:
+            try:
+                client.model = client._only_served_model()
+            except BaseException:
+                client.close()
+                raise
+        return client
+
+    def describe(self) -> str:
+        return f"openai model={self.model} at {self.base_url}"
+
+    def _unavailable(self) -> LLMUnavailable:
+        return LLMUnavailable(
+            f"Cannot reach the OpenAI-compatible server at {self.base_url}.",
+            hint="start the server, or fix the URL given to --llm",
+        )
+
+    def _only_served_model(self) -> str:
+        """The model to use when none was given: the server's only one, else ask the user to choose."""
+        try:
+            page = with_connect_retries(self._client.models.list, self.retry, self._unavailable())
+        except openai.APIStatusError as exc:
+            raise UsageError(
+                f"The server at {self.base_url} does not list its models (HTTP {exc.status_code}); "
+                "choose one with --model."
+            ) from None
+        except (openai.OpenAIError, ValueError):
+            raise UsageError(
+                f"The server at {self.base_url} did not answer GET /models; choose a model with --model."
+            ) from None
+        ids = [m.id for m in getattr(page, "data", None) or []]
+        if len(ids) == 1:
+            return ids[0]
+        served = f"{len(ids)} models ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})" if ids else "no models"
+        raise UsageError(f"The server at {self.base_url} serves {served}; choose one with --model.")
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        messages = [{"role": "user", "content": request.prompt}]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": request.system})
+        params: dict[str, Any] = {"model": self.model, "messages": messages}
+        # Omit unset values rather than sending nulls, which some servers reject.
+        for name in ("temperature", "seed", "max_tokens"):
+            if (value := getattr(request, name)) is not None:
+                params[name] = value
+        # num_ctx and think have no chat-completions equivalent: the server's own configuration decides.
+
+        started = time.monotonic()
+        try:
+            completion = self._create(params, request.json_schema)
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except openai.APITimeoutError:  # connect timeouts were retried above; this is a slow generation
+            raise timeout_error(self.timeout) from None
+        except openai.APIConnectionError:
+            raise LLMCallError("The connection to the server broke before the answer was complete.") from None
+        except (openai.OpenAIError, ValueError):  # ValueError: a body that is not JSON
+            raise LLMCallError("The server's answer was not a valid chat completion.") from None
+        duration = time.monotonic() - started
+
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise LLMCallError("The server's answer had no choices, so it is not a chat completion.")
+        choice = choices[0]
+        usage = completion.usage
+        # llama.cpp's server adds `timings` (prompt_ms, predicted_ms, ...); the client keeps unknown fields.
+        timings = getattr(completion, "timings", None)
+        return LLMResponse(
+            text=(choice.message.content if choice.message else None) or "",
+            model=completion.model or self.model,
+            backend=self.backend,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            duration_s=round(duration, 3),
+            timings=timings if isinstance(timings, dict) else {},
+            finish_reason=choice.finish_reason,
+        )
+
+    def _create(self, params: dict[str, Any], schema: dict[str, Any] | None) -> Any:
+        if schema is not None:
+            params = {**params, "response_format": self._response_format(schema)}
+        try:
+            return self._send(params)
+        except openai.BadRequestError as exc:
+            text = exc.response.text.lower()
+            if schema is None or self.json_schema_rejected or not ("response_format" in text or "json_schema" in text):
+                raise
+            self.json_schema_rejected = True
+            return self._send({**params, "response_format": {"type": "json_object"}})
+
+    def _send(self, params: dict[str, Any]) -> Any:
+        return with_connect_retries(lambda: self._client.chat.completions.create(**params), self.retry,
+                                    self._unavailable())
+
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self.json_schema_rejected:
+            return {"type": "json_object"}
+        # The name must match [a-zA-Z0-9_-]{1,64}; pydantic puts the model's class name in "title".
+        name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "answer"))[:64]
+        # strict=False: strict mode demands every property be required and no extra keys, which our
+        # pydantic schemas (with defaults) do not satisfy; the schema still guides the server's grammar.
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
+
+    def _status_error(self, exc: openai.APIStatusError) -> Exception:
+        body = exc.response.text
+        # These fail every later call the same way, so stop the run instead of failing stages.
+        if exc.status_code in (401, 403):
+            return LLMUnavailable(
+                f"The server at {self.base_url} refused the request (HTTP {exc.status_code}).",
+                hint="set OPENAI_API_KEY to a key the server accepts",
+            )
+        if exc.status_code == 404:
+            return LLMUnavailable(
+                f"The server at {self.base_url} answered 404 for model {self.model}.",
+                hint="check that the URL ends in /v1 and that --model names a served model (GET /models)",
+            )
+        return status_error(exc.status_code, body)
+
+    def close(self) -> None:
+        self._client.close()

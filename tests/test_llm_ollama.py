@@ -210,3 +210,10 @@ def test_close_twice_is_safe():
     client.close()
     client.close()
     assert client.describe() == f"ollama model={DEFAULT_MODEL} at http://127.0.0.1:1"
+
+
+def test_reasoning_returned_apart_from_the_answer_is_kept():
+    answer = GENERATED | {"thinking": "First, the Luhn check..."}
+    with fake_server(lambda *_: (200, answer)) as (url, _seen):
+        response = client_for(url).complete(request(think=True))
+    assert response.thinking == "First, the Luhn check..."

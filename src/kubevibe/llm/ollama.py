@@ -91,6 +91,7 @@ class OllamaClient(LLMClient):
             duration_s=round(duration, 3),
             timings=timings,
             finish_reason=answer.done_reason,
+            thinking=getattr(answer, "thinking", None) or None,
         )
 
     def _response_error(self, exc: ollama.ResponseError) -> Exception:

@@ -116,6 +116,8 @@ class OpenAIClient(LLMClient):
             duration_s=round(duration, 3),
             timings=timings if isinstance(timings, dict) else {},
             finish_reason=choice.finish_reason,
+            # llama.cpp and vLLM return reasoning apart from the answer under this non-standard field
+            thinking=getattr(choice.message, "reasoning_content", None) or None,
         )
 
     def _create(self, params: dict[str, Any], schema: dict[str, Any] | None) -> Any:

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kubevibe import __version__
 from kubevibe.errors import KubeVibeError, UsageError
@@ -115,22 +116,22 @@ def show(
         out.print_json(json.dumps(summary, default=str))
         return
     out.print(f"[bold]{summary['run_id']}[/]  {summary['outcome']}  ({summary['path']})")
-    out.print(f"request:  {summary['prompt']}", highlight=False)
+    out.print(f"request:  {summary['prompt']}", highlight=False, markup=False)
     llm = summary["llm"]
     out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
-              f"intent={summary['intent_method']}", highlight=False)
+              f"intent={summary['intent_method']}", highlight=False, markup=False)
     out.print(f"steps:    {summary['steps']}  fixes: {summary['fix_iterations']}  revisions: {summary['revisions']}  "
               f"llm calls: {summary['llm_calls']}  completion tokens: {summary['completion_tokens']}")
     for t in summary["transitions"]:
         out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
                   f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
-    out.print(f"verified: {verification_line(summary['verified'])}")
+    out.print(f"verified: {verification_line(summary['verified'])}", markup=False)
     if summary["image"]:
         out.print(f"image:    {summary['image']}")
     if summary["chart"]:
         out.print(f"chart:    {summary['chart']}")
     if summary["reason"] and summary["outcome"] != "success":
-        out.print(f"reason:   {summary['reason']}", highlight=False)
+        out.print(f"reason:   {summary['reason']}", highlight=False, markup=False)
 
 
 @app.command()
@@ -151,7 +152,7 @@ def setup() -> None:
     """Prepare the local engine: podman config, base image, registry."""
     from kubevibe import localinfra
 
-    localinfra.setup(progress=lambda msg: out.print(msg, highlight=False))
+    localinfra.setup(progress=lambda msg: out.print(msg, highlight=False, markup=False))
 
 
 @app.command()
@@ -163,10 +164,10 @@ def doctor() -> None:
     missing = 0
     for check in checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-        out.print(f"{mark} {check.name:<22} {check.detail}", highlight=False)
+        out.print(f"{mark} {check.name:<22} {check.detail}", highlight=False, markup=False)
         if not check.ok and check.fix_command:
             missing += 1
-            out.print(f"    fix: {check.fix_command}", highlight=False)
+            out.print(f"    fix: {check.fix_command}", highlight=False, markup=False)
     raise typer.Exit(EXIT_OK if missing == 0 else EXIT_FAIL)
 
 
@@ -194,9 +195,9 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     show_progress = not (quiet or as_json)
     if show_progress:
         llm = session.ctx.llm
-        out.print(f"run {session.ctx.run_id} → {session.path}", highlight=False)
+        out.print(f"run {session.ctx.run_id} → {session.path}", highlight=False, markup=False)
         reason = f" ({session.choice.reason})" if session.choice else ""
-        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}", highlight=False)
+        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}", highlight=False, markup=False)
     reporter = ConsoleReporter(out) if show_progress else None
     end = session.run(reporter)
     summary = run_summary(session.path)
@@ -204,12 +205,12 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         out.print_json(json.dumps(summary, default=str))
     else:
         colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
-        out.print(f"[{colour}]{end.outcome.upper()}[/] {end.reason}", highlight=False)
-        out.print(f"verified: {verification_line(summary['verified'])}", highlight=False)
+        out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
+        out.print(f"verified: {verification_line(summary['verified'])}", highlight=False, markup=False)
         if not quiet:
-            out.print(f"record: {session.path}", highlight=False)
+            out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:
-            out.print(f"hint: {end.hint}", highlight=False)
+            out.print(f"hint: {end.hint}", highlight=False, markup=False)
     code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(end.outcome, EXIT_FAIL)
     raise typer.Exit(code)
 
@@ -222,9 +223,9 @@ def main() -> None:
     try:
         app()  # standalone mode: typer turns typer.Exit and its own usage errors into exit codes
     except KubeVibeError as exc:
-        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err.print(f"hint: {exc.hint}", highlight=False)
+            err.print(f"hint: {exc.hint}", highlight=False, markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -232,7 +233,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only on request
         if os.environ.get("KUBEVIBE_DEBUG"):
             raise
-        err.print(f"[red]internal error:[/] {exc!r} (set KUBEVIBE_DEBUG=1 for the traceback)", highlight=False)
+        err.print(f"[red]internal error:[/] {escape(repr(exc))} (set KUBEVIBE_DEBUG=1 for the traceback)", highlight=False)
         sys.exit(EXIT_FAIL)
 
 

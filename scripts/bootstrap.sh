@@ -42,9 +42,11 @@ STAMP="$VENV/.kubevibe-install-stamp"
 #   docker-registry     - the local image registry (CNCF distribution 2.8)
 #   graphviz            - `dot`, to render the pipeline charts
 #   python3-venv        - to create .venv; tar, ca-certificates - base image import and TLS
+#   chromium fonts-liberation - the HTML report's browser test (fonts are only a recommend of chromium)
 PACKAGES=(
   podman runc uidmap catatonit netavark aardvark-dns iptables fuse-overlayfs slirp4netns
   debootstrap debian-archive-keyring gpgv wget docker-registry graphviz python3-venv tar ca-certificates
+  chromium fonts-liberation
 )
 
 say() { printf '==> %s\n' "$*"; }

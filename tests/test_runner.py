@@ -97,8 +97,19 @@ def test_fix_sees_the_failure_and_resumes_at_validate_when_only_the_manifest_cha
     # resumed at VALIDATE, not BUILD: no second build
     assert script.ran.count(State.BUILD) == 1 and script.ran.count(State.VALIDATE) == 2
     assert ctx.rundir.revisions() == [0, 1]
-    # verified flags belong to the final files: Build ran before the fix, so it is not claimed for rev 1
-    assert "built" not in ctx.rundir.read_json("run.json")["verified"]
+    # the fix changed only the manifest: the image Build made is still the one deployed
+    assert ctx.rundir.read_json("run.json")["verified"]["built"] is True
+
+
+def test_a_fix_of_the_code_withdraws_what_was_verified(tmp_path):
+    ctx = make_ctx(tmp_path, max_fix_attempts=1)
+    script = Script({State.DEPLOY: [Outcome.FAILED, Outcome.FAILED],
+                     State.FIX: [fix_changing({"myapp.py": "print(2)\n"}, Outcome.RESUME_BUILD)],
+                     State.BUILD: [Outcome.OK, Outcome.OK], State.VALIDATE: [Outcome.OK, Outcome.FAILED]})
+    end = Runner(ctx, stages=script).run(State.INTENT)
+    assert end.outcome == "fail"
+    # rev 1 was built again but failed validation: nothing after Build is claimed for it
+    assert ctx.rundir.read_json("run.json")["verified"] == {"built": True}
 
 
 def test_failed_fix_is_not_success_and_fix_limit_ends_in_fail(tmp_path):

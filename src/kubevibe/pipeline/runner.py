@@ -20,6 +20,7 @@ from typing import Any, Iterator, Protocol
 from pydantic import BaseModel
 
 from kubevibe.errors import KubeVibeError
+from kubevibe.pipeline.artifacts import IMAGE_INPUTS
 from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
 from kubevibe.pipeline.fsm import TERMINAL, Outcome, State, next_state
 from kubevibe.stages import stage_function
@@ -124,10 +125,13 @@ class Runner:
         target = next_state(state, result.outcome)
 
         if result.artifacts is not None:
+            changed = result.artifacts.changed_files(ctx.artifacts)
             ctx.artifacts = result.artifacts
             rev = ctx.rundir.write_revision(result.artifacts)
             result.metrics["revision"] = rev
-            ctx.state.verified = {}  # what was verified belongs to the old files
+            # What was verified belongs to the old files; the image stays valid if none of its inputs changed.
+            image_still_valid = not (IMAGE_INPUTS & set(changed)) and ctx.state.verified.get("built")
+            ctx.state.verified = {"built": True} if image_still_valid else {}
         for key, value in result.updates.items():
             if key == "verified":
                 ctx.state.verified = {**ctx.state.verified, **value}

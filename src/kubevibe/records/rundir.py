@@ -47,7 +47,8 @@ class RunDir:
         parent = runs_root / safe_component(model)
         parent.mkdir(parents=True, exist_ok=True)
         for _ in range(20):
-            run_id = secrets.token_hex(3)
+            # 40 random bits: run ids name global resources (pods, networks, image tags), not only directories.
+            run_id = secrets.token_hex(5)
             path = parent / f"{utc_stamp()}-{run_id}"
             try:
                 path.mkdir()  # atomic: two runs can never share a directory

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""How well a model does the whole job: the prompt set in benchmarks/prompts.txt, REPEAT times, with any backend.
+
+Runs an experiment through the real harness (`kubevibe experiment`: each run a `kubevibe run` subprocess on the
+local engine), then prints success rate (95% Wilson interval), first-attempt success, fix iterations, depth,
+mean wall time per stage, and the model's speed in generated tokens per second.
+
+Usage:
+  .venv/bin/python benchmarks/model_benchmark.py --llm embedded --repeat 1
+  .venv/bin/python benchmarks/model_benchmark.py --llm ollama://localhost:11434 --model qwen2.5-coder:7b --repeat 3
+Results stay in the experiment directory (default experiments/bench-<label>/): running the same command again
+continues it and never redoes finished runs; `kubevibe report DIR` draws the HTML report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from kubevibe.experiments.executor import ExperimentDir, run_experiment
+from kubevibe.experiments.metrics import STAGES, summarize
+from kubevibe.errors import KubeVibeError
+from kubevibe.experiments.plan import validate_plan
+from kubevibe.experiments.store import open_results
+
+PROMPTS = Path(__file__).with_name("prompts.txt")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llm", required=True, help="any --llm spec except auto")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--strategy", default="auto", choices=["auto", "scaffold", "full"])
+    parser.add_argument("--intent-method", default="none")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per run")
+    parser.add_argument("--max-steps", type=int, default=25)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT prompts")
+    args = parser.parse_args()
+
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", args.model or args.llm.split(":")[0]).strip("-") or "model"
+    prompts = [line.strip() for line in PROMPTS.read_text().splitlines()
+               if line.strip() and not line.startswith("#")][: args.limit]
+    plan = validate_plan({
+        "name": f"bench-{label}",
+        "models": [{"llm": args.llm, "model": args.model, "label": label}],
+        "intent_methods": [args.intent_method], "strategies": [args.strategy], "prompts": prompts,
+        "repetitions": args.repeat, "settings": {"timeout": args.timeout, "max_steps": args.max_steps},
+    }, base_dir=Path.cwd(), source="The benchmark's arguments")
+    exp = ExperimentDir(args.dir or Path("experiments") / plan.name)
+    console = Console(stderr=True)
+    run_experiment(plan, exp, progress=lambda text: console.print(text, highlight=False, markup=False))
+
+    with open_results(exp.path) as store:
+        runs, executions, calls = store.runs(), store.table("stage_executions"), store.table("llm_calls")
+    s = summarize(runs, executions, calls)
+    tokens = sum(c.get("completion_tokens") or 0 for c in calls)
+    llm_time = sum(c.get("duration_s") or 0.0 for c in calls)
+    ci = s["success_ci"]
+    print(f"\n{args.llm} {args.model or ''}  strategy={args.strategy}  intent={args.intent_method}  "
+          f"{len(prompts)} prompts x {args.repeat}  ({exp.path})\n")
+    rows = [
+        ("runs counted (success+fail)", f"{s['n']}  (+{s['error']} stopped by a tool error)"),
+        ("success rate", f"{s['success']}/{s['n']} = {_pct(s['success_rate'])}"
+                         + (f"  [95% CI {_pct(ci[0])}-{_pct(ci[1])}]" if ci else "")),
+        ("first-attempt success", f"{s['first_attempt']}/{s['n']}"),
+        ("fix iterations (mean)", _num(s["fix_mean"])),
+        ("depth to success (mean)", _num(s["depth_mean"])),
+        ("wall time per run (mean s)", _num(s["elapsed_mean"])),
+        ("LLM calls per run (mean)", _num(s["llm_calls_mean"])),
+        ("generated tokens/s", _num(tokens / llm_time if llm_time else None)),
+    ]
+    for name, value in rows:
+        print(f"{name:<30} {value}")
+    print(f"\n{'stage':<10}{'executions':>12}{'failed':>8}{'mean s/run':>12}")
+    for stage in STAGES:
+        print(f"{stage:<10}{s['stage_executions'][stage]:>12}{s['stage_failures'][stage]:>8}"
+              f"{s['stage_time_mean'][stage]:>12.2f}")
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except KubeVibeError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)

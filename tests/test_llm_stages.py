@@ -190,3 +190,21 @@ def test_huge_evidence_is_trimmed_to_the_context_keeping_the_tail(tmp_path):
     prompt = llm_log(ctx)[0]["request"]["prompt"]
     assert len(prompt) < 12_000
     assert "THE REAL ERROR AT THE END" in prompt
+
+
+def test_scaffold_strategy_regenerates_instead_of_editing_files(tmp_path):
+    ctx = ctx_with_answers(tmp_path, [], artifacts=ArtifactSet(files=FILES))
+    failing_build(ctx)
+    ctx.state.strategy = "scaffold"
+    result = fix.run(ctx)
+    assert result.outcome == Outcome.REGENERATE and llm_log(ctx) == []
+
+
+def test_seed_varies_by_step_so_retries_differ(tmp_path):
+    ctx = ctx_with_answers(tmp_path, [("generate", "x"), ("generate", "y")], seed=42)
+    ctx.state.intent = {"request": "r", "method": "none", "text": "r"}
+    ctx.step = 2
+    generate.generate_full(ctx)
+    ctx.step = 3
+    generate.generate_full(ctx)
+    assert [c["request"]["seed"] for c in llm_log(ctx)] == [44, 45]

@@ -57,6 +57,9 @@ class Intent(BaseModel):
     method: str  # the intent method that produced it
     text: str  # what generation is asked to build (the request itself for method "none")
     spec: ServiceSpec | None = None
+    # Where the spec came from when the intent method did not write one: "reference:<name>" when the
+    # scaffold strategy adopted the nearest reference deployment's spec (and with it its test cases).
+    spec_from: str | None = None
     judge: dict[str, Any] | None = None  # the last llm-as-a-judge verdict, when used
 
     def for_prompt(self) -> str:

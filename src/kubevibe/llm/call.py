@@ -41,7 +41,8 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         system=system,
         json_schema=schema_for(model),
         temperature=s.temperature,
-        seed=s.seed,
+        # A fixed seed would make a retry repeat the failure it retries: vary it by step, reproducibly.
+        seed=None if s.seed is None else s.seed + ctx.step,
         max_tokens=max_tokens or s.max_tokens,
         num_ctx=s.num_ctx,
         think=s.think,

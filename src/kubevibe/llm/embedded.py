@@ -271,7 +271,7 @@ class EmbeddedClient(LLMClient):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, target: str, settings: Any) -> "EmbeddedClient":
+    def from_settings(cls, target: str, settings: Any) -> EmbeddedClient:
         """`--model` may name the bundled model (default) or a path to another .gguf file."""
         _require_packages()
         model, path = MODEL_NAME, None

@@ -2,7 +2,8 @@
 
 The outcome says where the pipeline resumes: the earliest stage the changed files invalidate. A fix whose
 LLM call fails, or that changes nothing, is a FAILED outcome: never counted as a success.
-With FIXFZERO=1 the artifacts are thrown away and generated again from scratch (no LLM call here).
+With FIXFZERO=1, and always with the scaffold strategy (whose model writes only handler bodies), the pipeline
+regenerates instead (no LLM call here).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def run(ctx: RunContext) -> StageResult:
     if ctx.settings.fix_from_zero:
         return StageResult(outcome=Outcome.REGENERATE,
                            summary="FIXFZERO=1: discarding the artifacts and generating from scratch")
+    if ctx.state.strategy == "scaffold":
+        # The model only wrote the handler bodies, and a small model cannot edit whole files (measured: it
+        # rewrites them wrongly). Its part is redone instead, with the next step's seed.
+        return StageResult(outcome=Outcome.REGENERATE,
+                           summary="scaffold strategy: the handler bodies are generated again")
     prompt = build_prompt(ctx, failure)
     answer = ask(ctx, "fix", prompt, FixAnswer, system=prompts.render("system.j2"))
     if not answer.ok:

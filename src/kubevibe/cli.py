@@ -46,6 +46,10 @@ def _main(
 LlmOpt = Annotated[Optional[str], typer.Option("--llm", help="auto, ollama://HOST:PORT, openai://HOST:PORT/v1, "
                                                "embedded, replay:PATH  [env KUBEVIBE_LLM]")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name  [env MODEL]")]
+KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="kubeconfig file for the kubernetes "
+                                                       "target  [env KUBECONFIG]")]
+ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig context for the kubernetes target  "
+                                                   "[env KUBEVIBE_CONTEXT]")]
 
 
 @app.command()
@@ -65,6 +69,11 @@ def run(
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="auto, scaffold or full")] = None,
     builder: Annotated[Optional[str], typer.Option("--builder", help="podman or docker")] = None,
     target: Annotated[Optional[str], typer.Option("--target", help="local or kubernetes")] = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    registry: Annotated[Optional[str], typer.Option("--registry", help="Where images go: HOST[:PORT][/PATH] (pushed), "
+                        "or kind://CLUSTER (loaded into kind's nodes); needed for --target kubernetes  "
+                        "[env KUBEVIBE_REGISTRY]")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run directories go (default ./runs)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for the LLM")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
@@ -83,8 +92,11 @@ def run(
                  fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
-                 allow_node_port=allow_node_port)
+                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry)
     resolved = resolve_settings(flags=flags, config_path=config)
+    from kubevibe.targets.images import destination_of
+
+    destination_of(resolved.settings.registry, resolved.settings.target)  # a bad --registry fails now, not at Build
     session = new_session(text, resolved)
     _run_session(session, quiet=quiet, as_json=as_json)
 
@@ -170,6 +182,105 @@ def doctor() -> None:
             if check.fix_command:
                 out.print(f"    fix: {check.fix_command}", highlight=False, markup=False)
     raise typer.Exit(EXIT_OK if missing == 0 else EXIT_FAIL)
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted, and why.")] = False,
+    images: Annotated[bool, typer.Option("--images", help="Also remove run images (podman) and their tags in "
+                                         "KubeVibe's local registry.")] = False,
+    where: Annotated[str, typer.Option("--target", help="local, kubernetes or all")] = "all",
+    older_than: Annotated[float, typer.Option("--older-than", help="Seconds: leftovers of a run that may still be "
+                                              "going are kept until the run is this old")] = 3600.0,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run directories are (default ./runs)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+) -> None:
+    """Delete what crashed runs left behind (only objects labelled by KubeVibe): podman pods, containers and
+    networks (with --images: run images and local registry tags), and cluster namespaces."""
+    from kubevibe import gc as garbage
+    from kubevibe.settings import resolve_settings
+
+    settings = resolve_settings(flags=dict(kubeconfig=kubeconfig, context=context, runs_dir=runs_dir),
+                                config_path=config).settings
+    code = garbage.command(lambda line: out.print(line, highlight=False, markup=False), where=where,
+                           include_images=images, dry_run=dry_run, older_than=older_than, settings=settings)
+    raise typer.Exit(code)
+
+
+@app.command()
+def experiment(
+    plan: Annotated[Optional[Path], typer.Argument(help="PLAN.yaml, or an experiment directory to continue. "
+                                                   "Without it, the plan comes from the flags below.")] = None,
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Experiment directory "
+                                                      "(default ./experiments/<plan name>)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Runs at a time (default: the plan's, "
+                                                   "else 1)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the matrix and the number of runs; run nothing.")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Run again the cells whose run ended "
+                                               "with an error (the tool's, not the model's).")] = False,
+    restart_interrupted: Annotated[bool, typer.Option("--restart-interrupted", help="Start interrupted runs "
+                                                      "afresh instead of resuming them.")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="Without a plan: the experiment's name")] = None,
+    llm: LlmOpt = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Without a plan: a model name "
+                                                       "(repeat for several)")] = None,
+    intent_method: Annotated[Optional[list[str]], typer.Option("--intent-method", help="Without a plan: an "
+                                                               "intent method (repeat for several)")] = None,
+    strategy: Annotated[Optional[list[str]], typer.Option("--strategy", help="Without a plan: auto, scaffold "
+                                                          "or full (repeat for several)")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Without a plan: a request "
+                                                        "(repeat for several)")] = None,
+    prompts_file: Annotated[Optional[Path], typer.Option("--prompts-file", help="Without a plan: one request "
+                                                         "per line")] = None,
+    repetitions: Annotated[Optional[int], typer.Option("--repetitions", "-r", help="Without a plan: runs per "
+                                                       "cell")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Without a plan: seconds per run")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", "-n", help="Without a plan: most stage "
+                                                     "executions per run")] = None,
+    max_fix_attempts: Annotated[Optional[int], typer.Option("--max-fixes", help="Without a plan: most Fix "
+                                                            "executions per run")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Without a plan: base seed (repetition r: "
+                                                "seed + r)")] = None,
+) -> None:
+    """Run a matrix of models x intent methods x strategies x prompts x repetitions; resumable."""
+    from kubevibe.experiments import commands
+
+    flags = dict(name=name, llm=llm, models=model or [], intent_methods=intent_method or [],
+                 strategies=strategy or [], prompts=prompt or [], prompts_file=prompts_file,
+                 repetitions=repetitions,
+                 settings=dict(timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts, seed=seed))
+    code = commands.experiment(out, plan_path=plan, directory=directory, workers=workers, dry_run=dry_run,
+                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags)
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    source: Annotated[Path, typer.Argument(help="An experiment directory (or a directory of runs).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the report "
+                                                    "(default SOURCE/report)")] = None,
+    csv_dir: Annotated[Optional[Path], typer.Option("--csv", help="Only export the tables as CSV files into "
+                                                    "this directory.")] = None,
+) -> None:
+    """Write a static HTML report (works offline): summary, plots, a page per run."""
+    from kubevibe.experiments import commands
+
+    raise typer.Exit(commands.report(out, source=source, out=out_dir, csv_dir=csv_dir))
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="Experiment A (directory).")],
+    b: Annotated[Path, typer.Argument(help="Experiment B (directory).")],
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the comparison as an HTML page "
+                                                 "(a .html file, or a directory for index.html).")] = None,
+) -> None:
+    """Two experiments side by side: success with intervals, the difference, fixes, stability."""
+    from kubevibe.experiments import commands
+
+    raise typer.Exit(commands.compare(out, a=a, b=b, html=html))
 
 
 def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:

@@ -164,6 +164,10 @@ class RunContext:
         with self._lock:
             self._cleanups[key] = fn
 
+    def has_cleanup(self, key: str) -> bool:
+        with self._lock:
+            return key in self._cleanups
+
     def run_cleanup(self, key: str) -> None:
         with self._lock:
             fn = self._cleanups.pop(key, None)

@@ -1,5 +1,8 @@
 """Build: the generated files become an image in the local registry, under a tag unique to this run and build.
 
+On the kubernetes target the image goes where the cluster can get it instead: the user's `--registry`, or the
+nodes of a kind cluster (`--registry kind://CLUSTER`); targets/images.py decides and does it.
+
 The build context is a copy of the current artifacts in the stage directory. A FROM image that cannot be pulled
 (no public registry here) is mapped to the local stand-in on that copy only, so the generated Dockerfile stays
 what the model wrote and every mapping is recorded (RunState.image_mappings and a note). On failure, the
@@ -14,10 +17,13 @@ from typing import Any
 
 from kubevibe.engines import get_builder, map_base_image
 from kubevibe.errors import KubeVibeError
-from kubevibe.localinfra import BASE_IMAGE, ensure_registry
+from kubevibe.localinfra import BASE_IMAGE
 from kubevibe.manifests import ManifestError, deployments, load_manifest, name_of
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.targets import images
+from kubevibe.targets.base import RUN_LABEL
+from kubevibe.targets.local import label_value
 
 PUSH_TIMEOUT_S = 300.0
 
@@ -87,10 +93,13 @@ def run(ctx: RunContext) -> StageResult:
     mappings = mapping_records(records)
     notes = [_mapping_note(mappings)] if mappings else []
 
-    registry = ctx.settings.registry or ensure_registry()
+    # Where the image goes (KubeVibe's loopback registry, the user's registry, a kind cluster's nodes): images.py.
+    destination = images.resolve(ctx.settings.registry, ctx.settings.target)
+    registry = destination.registry
     tag = image_tag(registry, service_name(ctx.state.intent, ctx.artifacts.get(MANIFEST)), ctx.run_id, ctx.step)
     started = time.monotonic()
-    built = builder.build(context_dir, tag, timeout=ctx.timeout(ctx.settings.stage_timeout), log_file=ctx.log_file)
+    built = builder.build(context_dir, tag, timeout=ctx.timeout(ctx.settings.stage_timeout), log_file=ctx.log_file,
+                          labels={RUN_LABEL: label_value(ctx.run_id)})  # so `kubevibe gc --images` can find it
     build_s = time.monotonic() - started
     updates: dict[str, Any] = {"image_mappings": mappings} if mappings else {}
     if not built.ok:
@@ -99,12 +108,13 @@ def run(ctx: RunContext) -> StageResult:
         return StageResult.failed(summary, evidence=evidence, updates=updates, metrics={"build_s": round(build_s, 1)})
 
     started = time.monotonic()
-    pushed = builder.push(tag, timeout=ctx.timeout(PUSH_TIMEOUT_S), log_file=ctx.log_file)
+    pushed = images.publish(builder, tag, destination, timeout=ctx.timeout(PUSH_TIMEOUT_S), log_file=ctx.log_file,
+                            work_dir=ctx.stage_dir)
     # A push failure is the registry's problem, not the generated files': stop with a hint instead of asking Fix.
-    pushed.check(hint=f"Is the registry at {registry} running? `python -m kubevibe.localinfra status` checks it.")
+    pushed.check(hint=images.publish_hint(destination, builder.name))
     push_s = time.monotonic() - started
     return StageResult.ok(
-        f"Built and pushed {tag}",
+        f"Built and pushed {tag}" if destination.kind != "kind" else f"Built {tag} and {destination.describe()}",
         evidence=notes,
         updates={**updates, "image": tag},
         metrics={"build_s": round(build_s, 1), "push_s": round(push_s, 1)},

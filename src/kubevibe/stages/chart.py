@@ -14,7 +14,8 @@ named like the chart (`helm install credit-card ...`) gets the manifest's names.
 Checks: `helm lint --strict`, `helm template` whose output goes through the same checks as Validate (policy,
 schema, consistency: `validate.check_manifest`), plus "the rendered Deployment runs the built image"; then
 `helm package`. Helm runs with its config/cache/data homes inside the stage directory, so a user's helm
-repositories and plugins play no part.
+repositories and plugins play no part. On a cluster target, the target also checks the chart against the cluster
+(`Target.chart_check`: `helm install --dry-run=server` and a server-side dry run of its objects) before packaging.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from kubevibe.manifests import ManifestError, describe
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.validate import Finding, check_manifest
+from kubevibe.targets import TARGETS, get_target
 from kubevibe.tools import require_tool
 
 CHART_VERSION = "0.1.0"
@@ -107,6 +109,14 @@ def run(ctx: RunContext) -> StageResult:
         count = f"{len(findings)} problem{'s' if len(findings) != 1 else ''}"
         return StageResult.failed(f"the rendered chart has {count}: {findings[0].message}",
                                   evidence=[f.evidence() for f in findings] + evidence)
+
+    if TARGETS[settings.target].server_checks:  # a cluster: `helm install --dry-run=server` and its dry run
+        server_findings, server_evidence = get_target(settings.target).chart_check(ctx, chart_dir, model["name"],
+                                                                                   str(helm), env)
+        evidence.extend(server_evidence)
+        if server_findings:
+            return StageResult.failed(f"the cluster refuses the chart: {server_findings[0]}",
+                                      evidence=[Finding("server", t).evidence() for t in server_findings] + evidence)
 
     package = helm_run("helm package", "package", chart_dir, "--destination", chart_root)
     tgz = chart_root / f"{model['name']}-{CHART_VERSION}.tgz"

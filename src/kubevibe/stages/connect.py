@@ -10,6 +10,7 @@ At the end, whatever the outcome, the logs are kept and the deployment is torn d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from kubevibe.errors import KubeVibeError
 from kubevibe.intent import Endpoint, TestCase
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
-from kubevibe.targets import DeploymentInfo, get_target
+from kubevibe.targets import DeploymentInfo, TargetFailure, get_target
 from kubevibe.targets.base import PodInfo, ServicePortInfo, Target, tail_lines
 
 READY_DEADLINE_S = 30.0  # how long a Service port may take to answer after Deploy said the pods run
@@ -214,6 +215,7 @@ class _Checker:
         self.failures: list[_Failure] = []
         self.report: dict[str, Any] = {"ports": [], "base_url": None, "tests": [], "endpoints": []}
         self.base: tuple[str, PodInfo] | None = None  # (base URL, pod) for endpoints and test cases
+        self.ports = contextlib.ExitStack()  # what open_port opened (port-forwards), closed after the checks
 
     # -- step 1: every Service port answers --------------------------------------------------------------------------
     def check_ports(self, wait_s: float) -> None:
@@ -241,7 +243,12 @@ class _Checker:
                 self.failures.append(_Failure(f"{where}: pod {pod.name} has no address on network "
                                               f"{self.info.network}.", "", "", pod.name))  # fmt: skip
                 continue
-            url = f"http://{pod.ip}:{sp.target_port}/"
+            try:
+                url = self._open_port(pod, sp.target_port) + "/"
+            except TargetFailure as failure:  # e.g. a port-forward to a pod that is gone
+                self.failures.append(_Failure(f"{where}: pod {pod.name} cannot be reached: {failure.summary}",
+                                              "", "", pod.name))  # fmt: skip
+                continue
             give_up = self._give_up(pod, sp.target_port) if self.target else None
             result = probe(self.client, url, deadline=deadline, give_up=give_up)
             self.report["ports"].append({"service": sp.service, "port": sp.port, "target_port": sp.target_port,
@@ -250,6 +257,12 @@ class _Checker:
                 self.base = self.base or (url.rstrip("/"), pod)
             else:
                 self.failures.append(self._port_failure(sp, pod, result))
+
+    def _open_port(self, pod: PodInfo, port: int) -> str:
+        """The base URL of `port` of `pod` from here, open until `self.ports` closes (the target decides how)."""
+        if self.target is None:
+            return f"http://{pod.ip}:{port}"
+        return self.ports.enter_context(self.target.open_port(self.ctx, self.info, pod, port))
 
     def _give_up(self, pod: PodInfo, port: int) -> Callable[[float], str | None]:
         """Stop waiting when the container exited, or when the pod has listened only on other ports for a while."""
@@ -380,8 +393,9 @@ def run(ctx: RunContext) -> StageResult:
     try:
         with http_client() as client:
             checker = _Checker(ctx, info, client, target)
-            checker.check_ports(ctx.timeout(READY_DEADLINE_S))
-            checker.check_spec(spec)
+            with checker.ports:
+                checker.check_ports(ctx.timeout(READY_DEADLINE_S))
+                checker.check_spec(spec)
         logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
     finally:
         ctx.run_cleanup("deployment")  # after the logs are collected; Chart does not need the pods

@@ -5,7 +5,8 @@
 (c) every object passes the Kubernetes JSON schema of `k8s_version`, strict (unknown fields are errors);
 (d) the objects agree with each other and with the Dockerfile: a Deployment and a Service exist, selectors match
     pod labels, and the Dockerfile's EXPOSE, the containerPort and the Service targetPort are one port;
-(e) hadolint finds no error in the Dockerfile (warnings are kept as notes and do not fail the stage).
+(e) hadolint finds no error in the Dockerfile (warnings are kept as notes and do not fail the stage);
+(f) on a cluster target, once (a)-(d) pass: the cluster's own server-side dry run (`Target.server_validate`).
 
 Every problem is one Evidence(kind="finding") whose title is one sentence naming the object, field and value:
 that is what the Fix stage shows the model. `check_manifest()` is the manifest part (policy, schema,
@@ -32,6 +33,7 @@ from kubevibe.errors import CommandError, KubeVibeError
 from kubevibe.manifests import ManifestError, describe
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.targets import TARGETS, get_target
 from kubevibe.tools import require_tool
 
 HADOLINT_TIMEOUT_S = 60.0
@@ -84,6 +86,12 @@ def run(ctx: RunContext) -> StageResult:
                                            exposed_ports=dockerfile_ports))
             if ctx.state.image:
                 notes.extend(Evidence(kind="note", title=text) for text in image_notes(docs, ctx.state.image))
+            # (f) the target's own check (a cluster's `kubectl apply --dry-run=server`), once the offline ones pass:
+            # nothing the policy refuses is ever sent to a cluster, not even as a dry run.
+            if not findings and TARGETS[settings.target].server_checks:
+                server_findings, server_notes = get_target(settings.target).server_validate(ctx, docs)
+                findings.extend(Finding("server", text) for text in server_findings)
+                notes.extend(Evidence(kind="note", title=text, detail="server dry run") for text in server_notes)
 
     lint = lint_dockerfile(ctx.artifacts.get(DOCKERFILE), work_dir=ctx.stage_dir, log_file=ctx.log_file,
                            timeout=ctx.timeout(min(HADOLINT_TIMEOUT_S, settings.stage_timeout)))

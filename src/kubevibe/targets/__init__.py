@@ -1,12 +1,13 @@
-"""Deployment targets: `get_target("local")`. The Kubernetes target registers here when it lands."""
+"""Deployment targets: `get_target("local")`, `get_target("kubernetes")`."""
 
 from __future__ import annotations
 
 from kubevibe.errors import UsageError
 from kubevibe.targets.base import DeploymentInfo, Target, TargetFailure
+from kubevibe.targets.kubernetes import KubernetesTarget
 from kubevibe.targets.local import LocalTarget
 
-TARGETS: dict[str, type[Target]] = {"local": LocalTarget}
+TARGETS: dict[str, type[Target]] = {"local": LocalTarget, "kubernetes": KubernetesTarget}
 
 
 def get_target(name: str) -> Target:
@@ -16,4 +17,4 @@ def get_target(name: str) -> Target:
     return cls()
 
 
-__all__ = ["TARGETS", "DeploymentInfo", "LocalTarget", "Target", "TargetFailure", "get_target"]
+__all__ = ["TARGETS", "DeploymentInfo", "KubernetesTarget", "LocalTarget", "Target", "TargetFailure", "get_target"]

@@ -11,7 +11,9 @@ engine installed) is a `KubeVibeError` and stops the run.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +123,31 @@ class Target(ABC):
     @abstractmethod
     def teardown(self, ctx: "RunContext", info: DeploymentInfo | None = None) -> None:
         """Remove everything this run deployed. Idempotent; never raises for resources already gone."""
+
+    def open_port(self, ctx: "RunContext", info: DeploymentInfo, pod: PodInfo,
+                  port: int) -> contextlib.AbstractContextManager[str]:
+        """A base URL (`http://host:port`, no trailing slash) that reaches `port` of `pod` from this machine, valid
+        until the context ends. Default: the pod's own address (podman pods are reachable from the host). A target
+        whose pods are not (a cluster) forwards a local port. Raises TargetFailure if the pod cannot be reached."""
+        return _direct(f"http://{pod.ip}:{port}")
+
+    # Checks only the target itself can make (a cluster's server-side dry run). Validate and Chart call them when
+    # server_checks is set, after their own offline checks passed.
+    server_checks: bool = False
+
+    def server_validate(self, ctx: "RunContext", docs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """(findings, notes) of the target's own validation of the manifest; findings fail Validate."""
+        return [], []
+
+    def chart_check(self, ctx: "RunContext", chart_dir: Path, release: str, helm: str,
+                    env: Mapping[str, str]) -> tuple[list[str], list[Evidence]]:
+        """(findings, evidence) of the target's own check of the chart (e.g. `helm install --dry-run=server`)."""
+        return [], []
+
+
+@contextlib.contextmanager
+def _direct(url: str) -> Iterator[str]:
+    yield url
 
 
 def service_port_infos(docs: list[dict[str, Any]]) -> list[ServicePortInfo]:

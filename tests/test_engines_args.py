@@ -24,16 +24,12 @@ from kubevibe.engines.docker import (
     docker_build_argv,
     docker_image_exists_argv,
     docker_push_argv,
-    docker_rmi_argv,
-    docker_tag_argv,
 )
 from kubevibe.engines.podman import (
     podman_build_argv,
     podman_image_exists_argv,
     podman_pull_argv,
     podman_push_argv,
-    podman_rmi_argv,
-    podman_tag_argv,
 )
 from kubevibe.errors import SettingError, UsageError
 from kubevibe.exec import CommandResult
@@ -92,10 +88,10 @@ def test_podman_push_is_insecure_for_loopback_registry():
 def test_podman_small_commands():
     assert podman_pull_argv("podman", "python:3.11") == ["podman", "pull", "python:3.11"]
     assert podman_pull_argv("podman", "x", tls_verify=False) == ["podman", "pull", "--tls-verify=false", "x"]
-    assert podman_tag_argv("podman", "a", "b") == ["podman", "tag", "a", "b"]
+    assert PodmanBuilder("podman").tag_argv("a", "b") == ["podman", "tag", "a", "b"]
     assert podman_image_exists_argv("podman", "a") == ["podman", "image", "exists", "a"]
-    assert podman_rmi_argv("podman", "a") == ["podman", "rmi", "a"]
-    assert podman_rmi_argv("podman", "a", force=True) == ["podman", "rmi", "--force", "a"]
+    assert PodmanBuilder("podman").rmi_argv("a") == ["podman", "rmi", "a"]
+    assert PodmanBuilder("podman").rmi_argv("a", force=True) == ["podman", "rmi", "--force", "a"]
 
 
 # --- docker argv ----------------------------------------------------------------------------------------------------
@@ -113,9 +109,9 @@ def test_docker_build_pull_policies():
 
 def test_docker_small_commands():
     assert docker_push_argv("docker", "127.0.0.1:5005/a:1") == ["docker", "push", "127.0.0.1:5005/a:1"]
-    assert docker_tag_argv("docker", "a", "b") == ["docker", "tag", "a", "b"]
+    assert DockerBuilder("docker").tag_argv("a", "b") == ["docker", "tag", "a", "b"]
     assert docker_image_exists_argv("docker", "a")[:3] == ["docker", "image", "inspect"]
-    assert docker_rmi_argv("docker", "a", force=True) == ["docker", "rmi", "--force", "a"]
+    assert DockerBuilder("docker").rmi_argv("a", force=True) == ["docker", "rmi", "--force", "a"]
 
 
 def test_flag_helpers_validate_names():

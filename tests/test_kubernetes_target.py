@@ -32,10 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KNOWN_GOOD_INTENT, built_state, dump_docs, known_good_artifacts, known_good_docs, make_context
+from helpers import (
+    KNOWN_GOOD_INTENT,
+    built_state,
+    dump_docs,
+    known_good_artifacts,
+    known_good_docs,
+    make_context,
+)
 from kube_standin import KubeStandIn
 
 from kubevibe import gc
+from kubevibe.engines import DockerBuilder, PodmanBuilder
 from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.exec import CommandResult
 from kubevibe.pipeline.fsm import Outcome, State
@@ -151,18 +159,13 @@ def test_where_images_go():
         with pytest.raises(UsageError):
             images.destination_of(bad, "kubernetes")
 
-    class Podman:
-        name, binary = "podman", "/usr/bin/podman"
-
-    class Docker:
-        name, binary = "docker", "/usr/bin/docker"
-
-    assert images.push_argv(Podman(), "ghcr.io/me/kubevibe/a:t", reg) == [  # type: ignore[arg-type]
+    podman, docker = PodmanBuilder("/usr/bin/podman"), DockerBuilder("/usr/bin/docker")
+    assert podman.push_argv("ghcr.io/me/kubevibe/a:t", tls_verify=reg.tls_verify) == [
         "/usr/bin/podman", "push", "--tls-verify=false", "ghcr.io/me/kubevibe/a:t"]
-    assert images.push_argv(Podman(), "ghcr.io/me/a:t", images.destination_of("ghcr.io/me", "kubernetes"))[2] == \
-        "--tls-verify=true"  # type: ignore[arg-type]
-    assert images.push_argv(Docker(), "r/a:t", reg) == ["/usr/bin/docker", "push", "r/a:t"]  # type: ignore[arg-type]
-    assert images.save_argv(Podman(), "localhost/kubevibe/a:t", Path("/w/image.tar")) == [  # type: ignore[arg-type]
+    remote = images.destination_of("ghcr.io/me", "kubernetes")
+    assert podman.push_argv("ghcr.io/me/a:t", tls_verify=remote.tls_verify)[2] == "--tls-verify=true"
+    assert docker.push_argv("r/a:t", tls_verify=reg.tls_verify) == ["/usr/bin/docker", "push", "r/a:t"]
+    assert podman.save_argv("localhost/kubevibe/a:t", Path("/w/image.tar")) == [
         "/usr/bin/podman", "save", "--format", "docker-archive", "-o", "/w/image.tar", "localhost/kubevibe/a:t"]
     assert images.kind_load_argv("/bin/kind", Path("/w/image.tar"), "dev") == [
         "/bin/kind", "load", "image-archive", "/w/image.tar", "--name", "dev"]

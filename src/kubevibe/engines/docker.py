@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.engines.base import Builder, build_arg_flags, label_flags
-from kubevibe.exec import CommandResult, run
-from kubevibe.tools import find_tool
 
 
 def docker_build_argv(
@@ -45,35 +43,37 @@ def docker_pull_argv(binary: str, ref: str) -> list[str]:
     return [binary, "pull", ref]
 
 
-def docker_tag_argv(binary: str, source: str, target: str) -> list[str]:
-    return [binary, "tag", source, target]
-
-
 def docker_image_exists_argv(binary: str, ref: str) -> list[str]:
     return [binary, "image", "inspect", "--format", "{{.Id}}", ref]
-
-
-def docker_rmi_argv(binary: str, ref: str, *, force: bool = False) -> list[str]:
-    return [binary, "rmi", *(["--force"] if force else []), ref]
 
 
 class DockerBuilder(Builder):
     name = "docker"
 
-    def __init__(self, binary: str | Path | None = None):
-        found = binary or find_tool("docker")
-        self.binary = str(found) if found else "docker"
+    def build_argv(self, context_dir: Path, tag: str, **options: Any) -> list[str]:
+        return docker_build_argv(self.binary, context_dir, tag, **options)
 
-    def _run(self, argv: list[str], *, timeout: float, log_file: Path | None = None) -> CommandResult:
-        return run(argv, timeout=timeout, log_file=log_file)
+    def push_argv(self, ref: str, *, tls_verify: bool) -> list[str]:
+        # Docker has no per-push TLS switch: insecure registries are daemon configuration (daemon.json), and
+        # loopback registries are insecure by default.
+        return docker_push_argv(self.binary, ref)
+
+    def pull_argv(self, ref: str) -> list[str]:
+        return docker_pull_argv(self.binary, ref)
+
+    def image_exists_argv(self, ref: str) -> list[str]:
+        return docker_image_exists_argv(self.binary, ref)
+
+    def save_argv(self, ref: str, archive: Path) -> list[str]:
+        return [self.binary, "save", "-o", str(archive), ref]
 
     def is_available(self) -> bool:
         # The CLI alone is not enough (it is often installed without a daemon): ask the daemon.
-        return self._run([self.binary, "info", "--format", "{{.ServerVersion}}"], timeout=20).ok
+        return self.run([self.binary, "info", "--format", "{{.ServerVersion}}"], timeout=20).ok
 
     def info(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "binary": self.binary, "available": False, "version": None}
-        result = self._run([self.binary, "info", "--format", "{{json .}}"], timeout=30)
+        result = self.run([self.binary, "info", "--format", "{{json .}}"], timeout=30)
         if not result.ok:
             data["error"] = result.describe()
             return data
@@ -89,38 +89,3 @@ class DockerBuilder(Builder):
             capabilities={"build": True, "push_insecure": True, "kube_play": False, "needs_daemon": True},
         )
         return data
-
-    def build(
-        self,
-        context_dir: Path,
-        tag: str,
-        *,
-        timeout: float,
-        log_file: Path | None = None,
-        dockerfile: Path | None = None,
-        build_args: Mapping[str, str] | None = None,
-        pull: str | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> CommandResult:
-        argv = docker_build_argv(
-            self.binary, context_dir, tag, dockerfile=dockerfile, build_args=build_args, pull=pull, labels=labels
-        )
-        return self._run(argv, timeout=timeout, log_file=log_file)
-
-    def push(self, ref: str, *, timeout: float, log_file: Path | None = None) -> CommandResult:
-        return self._run(docker_push_argv(self.binary, ref), timeout=timeout, log_file=log_file)
-
-    def pull(self, ref: str, *, timeout: float, log_file: Path | None = None) -> CommandResult:
-        return self._run(docker_pull_argv(self.binary, ref), timeout=timeout, log_file=log_file)
-
-    def tag(self, source: str, target: str, *, timeout: float = 60, log_file: Path | None = None) -> CommandResult:
-        return self._run(docker_tag_argv(self.binary, source, target), timeout=timeout, log_file=log_file)
-
-    def image_exists(self, ref: str) -> bool:
-        return self._run(docker_image_exists_argv(self.binary, ref), timeout=30).ok
-
-    def remove_image(self, ref: str, *, force: bool = False, log_file: Path | None = None) -> CommandResult:
-        if not self.image_exists(ref):
-            return CommandResult(argv=docker_rmi_argv(self.binary, ref, force=force), returncode=0,
-                                 stdout="image not present; nothing to remove")  # fmt: skip
-        return self._run(docker_rmi_argv(self.binary, ref, force=force), timeout=120, log_file=log_file)

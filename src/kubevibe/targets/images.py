@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubevibe.engines.base import Builder
-from kubevibe.engines.podman import podman_push_argv
 from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.exec import CommandResult, run
-from kubevibe.podman_conf import podman_env
 from kubevibe.tools import find_tool
 
 KIND_SCHEME = "kind://"
@@ -105,19 +103,6 @@ def resolve(registry: str | None, target: str) -> ImageDestination:
 # --- commands (pure) ------------------------------------------------------------------------------------------------
 
 
-def push_argv(builder: Builder, ref: str, dest: ImageDestination) -> list[str]:
-    if builder.name == "podman":
-        return podman_push_argv(builder.binary, ref, tls_verify=dest.tls_verify)  # type: ignore[attr-defined]
-    return [builder.binary, "push", ref]  # type: ignore[attr-defined]  # docker: insecure registries are its config
-
-
-def save_argv(builder: Builder, ref: str, archive: Path) -> list[str]:
-    """A docker-archive of the image (what `kind load image-archive` imports with ctr)."""
-    if builder.name == "podman":
-        return [builder.binary, "save", "--format", "docker-archive", "-o", str(archive), ref]  # type: ignore[attr-defined]
-    return [builder.binary, "save", "-o", str(archive), ref]  # type: ignore[attr-defined]
-
-
 def kind_load_argv(kind: str, archive: Path, cluster: str) -> list[str]:
     return [kind, "load", "image-archive", str(archive), "--name", cluster]
 
@@ -128,16 +113,15 @@ def kind_load_argv(kind: str, archive: Path, cluster: str) -> list[str]:
 def publish(builder: Builder, ref: str, dest: ImageDestination, *, timeout: float, log_file: Path | None,
             work_dir: Path) -> CommandResult:
     """Push or load `ref`; the result of the last command. Never raises for a failing command (Build decides)."""
-    env = podman_env() if builder.name == "podman" else None
     if dest.kind != "kind":
-        return run(push_argv(builder, ref, dest), timeout=timeout, env=env, log_file=log_file)
+        return builder.push(ref, timeout=timeout, log_file=log_file, tls_verify=dest.tls_verify)
     kind = find_tool("kind")
     if kind is None:
         raise KubeVibeError("The kind program is not installed, but --registry kind://... asks to load the image "
                             "into a kind cluster.", "Install kind (https://kind.sigs.k8s.io), or push to a registry.")
     archive = work_dir / "image.tar"
     try:
-        saved = run(save_argv(builder, ref, archive), timeout=timeout, env=env, log_file=log_file)
+        saved = builder.save(ref, archive, timeout=timeout, log_file=log_file)
         if not saved.ok:
             return saved
         # kind finds the cluster's engine itself (docker if it answers, else podman); KIND_EXPERIMENTAL_PROVIDER

@@ -17,9 +17,11 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from loopback import json_server
 
 from kubevibe.pipeline.artifacts import ArtifactSet, resume_outcome
 from kubevibe.pipeline.context import Evidence, RunContext, RunState, StageResult
@@ -131,43 +133,20 @@ def synthetic_run(runs_root: Path, scenario: str, *, prompt: str = "Develop an e
 # -- a slow OpenAI-compatible model server on loopback ----------------------------------------------------------
 @contextmanager
 def slow_model_server(delay: float, text: str = "this is not json"):
-    """Answers every chat completion with `text` after `delay` seconds (long enough to interrupt a run)."""
+    """An OpenAI-compatible server that answers every chat completion with `text` after `delay` seconds (long
+    enough to interrupt a run); yields its --llm spec."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                pass
+    def answer(method: str, path: str, body: Any) -> tuple:
+        if method == "GET":  # /v1/models: the client discovers the one model served
+            return 200, {"object": "list", "data": [{"id": "slow-model", "object": "model", "created": 0,
+                                                     "owned_by": "test"}]}
+        return 200, {"id": "c1", "object": "chat.completion", "created": 0, "model": "slow-model",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                  "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}}, delay
 
-        def do_GET(self):
-            self._send({"object": "list", "data": [{"id": "slow-model", "object": "model", "created": 0,
-                                                    "owned_by": "test"}]})
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            time.sleep(delay)
-            self._send({"id": "c1", "object": "chat.completion", "created": 0, "model": "slow-model",
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                     "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}})
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"openai://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(answer) as (url, _seen):
+        yield f"openai://{url.removeprefix('http://')}/v1"
 
 
 # -- headless Chromium through the DevTools protocol ----------------------------------------------------------

@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from exp_helpers import slow_model_server
 
 from kubevibe.llm.replay import write_replay_log
 
@@ -83,32 +82,10 @@ def test_prompt_file_and_show(tmp_path):
     assert graph.returncode == 0 and (run / "fsm.dot").exists()
 
 
-class SlowModel(BaseHTTPRequestHandler):
-    """An OpenAI-compatible server that takes far too long: the run is interrupted while it waits."""
-
-    def do_POST(self):
-        time.sleep(30)
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        body = json.dumps({"object": "list", "data": [{"id": "slow-model", "object": "model"}]}).encode()
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_records_interrupted_and_resume_continues(tmp_path, sig):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowModel)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        proc = subprocess.Popen([*KUBEVIBE, "run", "Develop an echo service", "--llm",
-                                 f"openai://127.0.0.1:{server.server_port}/v1", "-n", "3"],
+    with slow_model_server(delay=30) as llm:
+        proc = subprocess.Popen([*KUBEVIBE, "run", "Develop an echo service", "--llm", llm, "-n", "3"],
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/*/events.jsonl")):
@@ -116,9 +93,6 @@ def test_interrupt_records_interrupted_and_resume_continues(tmp_path, sig):
         time.sleep(0.5)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     run = only_run(tmp_path)

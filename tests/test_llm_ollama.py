@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 import time
 from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback import closed_port, json_server
 
 from kubevibe.errors import LLMUnavailable
 from kubevibe.llm.base import LLMCallError, LLMRequest
@@ -36,45 +33,9 @@ GENERATED = {
 
 @contextmanager
 def fake_server(answer, port: int = 0):
-    """A real HTTP server on 127.0.0.1: answer(method, path, body) -> (status, payload[, delay_s])."""
-    seen: list[tuple[str, str, object]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self):
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.loads(raw) if raw else None
-            seen.append((self.command, self.path, body))
-            status, payload, *delay = answer(self.command, self.path, body)
-            time.sleep(delay[0] if delay else 0)
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:  # the client gave up (timeout test)
-                pass
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A real JSON server on 127.0.0.1 (tests/loopback.py): answer(method, path, body) -> (status, payload[, delay])."""
+    with json_server(answer, port) as (url, seen):
+        yield url, seen
 
 
 class Sleeps(list):
@@ -98,7 +59,7 @@ def request(**overrides) -> LLMRequest:
 def test_request_body_follows_the_generate_protocol():
     with fake_server(lambda *_: (200, GENERATED)) as (url, seen):
         client_for(url, model="qwen3:8b").complete(request())
-    ((method, path, body),) = seen
+    ((method, path, body, _headers),) = seen
     assert (method, path) == ("POST", "/api/generate")
     assert body["model"] == "qwen3:8b"
     assert body["prompt"] == "Describe the service."

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback import json_server
 
 from kubevibe.errors import LLMUnavailable, UsageError
 from kubevibe.llm.base import LLMCallError, LLMRequest
@@ -38,39 +35,9 @@ def models(*ids):
 
 @contextmanager
 def fake_server(answer):
-    """A real HTTP server on 127.0.0.1: answer(method, path, body) -> (status, payload[, delay_s])."""
-    seen: list[tuple[str, str, object, dict]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self):
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.loads(raw) if raw else None
-            seen.append((self.command, self.path, body, {k.lower(): v for k, v in self.headers.items()}))
-            status, payload, *delay = answer(self.command, self.path, body)
-            time.sleep(delay[0] if delay else 0)
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:  # the client gave up (timeout test)
-                pass
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    """A real JSON server on 127.0.0.1 (tests/loopback.py), addressed as an OpenAI base URL."""
+    with json_server(answer) as (url, seen):
+        yield url + "/v1", seen
 
 
 class Sleeps(list):

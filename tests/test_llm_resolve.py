@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback import closed_port, json_server
 
 from kubevibe.errors import UsageError
 from kubevibe.llm.ollama import DEFAULT_MODEL, OllamaClient
@@ -20,35 +17,16 @@ from kubevibe.settings import Settings
 
 @contextmanager
 def fake_server(routes: dict[str, dict]):
-    """A real HTTP server on 127.0.0.1 answering GET path -> JSON from `routes`, 404 otherwise."""
+    """A real server on 127.0.0.1 answering GET path -> JSON from `routes`, 404 otherwise; yields HOST:PORT."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            payload = routes.get(self.path)
-            data = json.dumps(payload if payload is not None else {"error": "not found"}).encode()
-            self.send_response(200 if payload is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method, path, body):
+        payload = routes.get(path)
+        return (200, payload) if payload is not None else (404, {"error": "not found"})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(answer) as (url, _seen):
+        yield url.removeprefix("http://")
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_auto_picks_ollama_when_it_answers(monkeypatch):

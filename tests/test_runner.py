@@ -250,3 +250,15 @@ def test_settings_precedence(tmp_path):
     assert (s.timeout, s.max_steps, s.model, s.fix_from_zero) == (50, 9, "file-model", True)
     assert r.sources["timeout"] == "flag" and r.sources["max_steps"] == "env:N"
     assert r.sources["model"].startswith("file:") and r.sources["builder"] == "default"
+
+
+def test_verification_line_says_exactly_what_was_checked_and_where_tests_came_from():
+    from kubevibe.records.show import verification_line
+
+    assert verification_line({}) == "nothing verified"
+    assert verification_line({"built": True, "validated": True, "deployed": True, "reachable": True,
+                              "tests_passed": 2, "tests_total": 3}) == \
+        "built, validated, deployed, reachable, declared tests (intent) passed 2 of 3"
+    assert verification_line({"reachable": True, "tests_passed": 7, "tests_total": 7}, "credit-card") == \
+        "reachable, declared tests (reference credit-card) passed 7 of 7"
+    assert verification_line({"reachable": True, "tests_total": 0}) == "reachable, no declared tests"

@@ -137,7 +137,7 @@ def show(
     for t in summary["transitions"]:
         out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
                   f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
-    out.print(f"verified: {verification_line(summary['verified'])}", markup=False)
+    out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", markup=False)
     if summary["image"]:
         out.print(f"image:    {summary['image']}")
     if summary["chart"]:
@@ -318,7 +318,7 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     else:
         colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
-        out.print(f"verified: {verification_line(summary['verified'])}", highlight=False, markup=False)
+        out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -203,7 +203,9 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
         "record": record,
         "run_path": str(path.resolve()) if path else None,
         "found": rundir is not None,
-        "verified": verification_line(record.get("verified") or {}),
+        "verified": verification_line(record.get("verified") or {},
+                                      ((record.get("intent") or {}).get("spec_from") or "").removeprefix("reference:")
+                                      or None),
         "events": events,
         "fixes": fix_data(rundir, executions) if rundir else [],
         "failures": [e for e in executions if e["result"] == "failed" and e["stage"] != "FIX"],

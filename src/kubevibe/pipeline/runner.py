@@ -216,6 +216,7 @@ class Runner:
             finished=_now(),
             counters=self._counters_now().model_dump(),
             verified=self.ctx.state.verified,
+            intent=self.ctx.state.intent,
             image=self.ctx.state.image,
             chart=self.ctx.state.chart,
             strategy=self.ctx.state.strategy,

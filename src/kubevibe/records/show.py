@@ -35,6 +35,7 @@ def run_summary(path: Path) -> dict[str, Any]:
         "image": run.get("image"),
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
+        "tests_from": ((run.get("intent") or {}).get("spec_from") or "").removeprefix("reference:") or None,
         "transitions": [
             {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
              "duration_s": e.get("duration_s"), "reason": e.get("reason")}
@@ -43,8 +44,10 @@ def run_summary(path: Path) -> dict[str, Any]:
     }
 
 
-def verification_line(verified: dict[str, Any]) -> str:
-    """Exactly what was checked, e.g. 'built, validated, deployed, reachable, declared tests passed 3 of 4'."""
+def verification_line(verified: dict[str, Any], tests_from: str | None = None) -> str:
+    """Exactly what was checked, e.g. 'built, validated, deployed, reachable, declared tests passed 3 of 4'.
+
+    tests_from: the reference deployment whose spec (and test cases) a scaffolded run adopted, if any."""
     parts = []
     for key, word in (("built", "built"), ("validated", "validated"), ("deployed", "deployed"),
                       ("reachable", "reachable"), ("charted", "chart packaged")):
@@ -52,7 +55,8 @@ def verification_line(verified: dict[str, Any]) -> str:
             parts.append(word)
     total = verified.get("tests_total")
     if total:
-        parts.append(f"declared tests passed {verified.get('tests_passed', 0)} of {total}")
+        source = "intent" if tests_from in (None, "intent") else f"reference {tests_from}"
+        parts.append(f"declared tests ({source}) passed {verified.get('tests_passed', 0)} of {total}")
     elif verified.get("reachable"):
         parts.append("no declared tests")
     return ", ".join(parts) if parts else "nothing verified"

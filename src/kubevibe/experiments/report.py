@@ -37,7 +37,7 @@ from kubevibe.experiments.metrics import (
 from kubevibe.experiments.store import DB_NAME, Store, open_results
 from kubevibe.pipeline.context import trim_middle
 from kubevibe.records.rundir import RunDir
-from kubevibe.records.show import verification_line
+from kubevibe.records.show import tests_from, verification_line
 
 PASS_K_MAX = 10  # passItr@k is shown for k = 0..10 (capped by the deepest fix loop seen)
 EVIDENCE_CHARS = 6000
@@ -203,9 +203,7 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
         "record": record,
         "run_path": str(path.resolve()) if path else None,
         "found": rundir is not None,
-        "verified": verification_line(record.get("verified") or {},
-                                      ((record.get("intent") or {}).get("spec_from") or "").removeprefix("reference:")
-                                      or None),
+        "verified": verification_line(record.get("verified") or {}, tests_from(record)),
         "events": events,
         "fixes": fix_data(rundir, executions) if rundir else [],
         "failures": [e for e in executions if e["result"] == "failed" and e["stage"] != "FIX"],

@@ -35,13 +35,19 @@ def run_summary(path: Path) -> dict[str, Any]:
         "image": run.get("image"),
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
-        "tests_from": ((run.get("intent") or {}).get("spec_from") or "").removeprefix("reference:") or None,
+        "tests_from": tests_from(run),
         "transitions": [
             {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
              "duration_s": e.get("duration_s"), "reason": e.get("reason")}
             for e in events
         ],
     }
+
+
+def tests_from(run: dict[str, Any]) -> str | None:
+    """The reference whose spec (and test cases) a run adopted, from its run.json; None: the intent's own."""
+    source = (run.get("intent") or {}).get("spec_from") or ""
+    return source.removeprefix("reference:") if source.startswith("reference:") else None
 
 
 def verification_line(verified: dict[str, Any], tests_from: str | None = None) -> str:

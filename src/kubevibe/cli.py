@@ -160,10 +160,18 @@ def graph(
 
 
 @app.command()
-def setup() -> None:
-    """Prepare the local engine: podman config, base image, registry."""
+def setup(
+    stop_registry: Annotated[bool, typer.Option("--stop-registry", help="Stop the loopback registry KubeVibe "
+                                                "started, and nothing else.")] = False,
+) -> None:
+    """Prepare the local engine: podman config, base image, registry (a service of the tool's own, reused by
+    every run until stopped with --stop-registry)."""
     from kubevibe import localinfra
 
+    if stop_registry:
+        stopped = localinfra.stop_registry()
+        out.print("registry stopped" if stopped else "no registry started by KubeVibe was running")
+        return
     localinfra.setup(progress=lambda msg: out.print(msg, highlight=False, markup=False))
 
 

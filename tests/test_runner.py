@@ -259,6 +259,7 @@ def test_verification_line_says_exactly_what_was_checked_and_where_tests_came_fr
     assert verification_line({"built": True, "validated": True, "deployed": True, "reachable": True,
                               "tests_passed": 2, "tests_total": 3}) == \
         "built, validated, deployed, reachable, declared tests (intent) passed 2 of 3"
-    assert verification_line({"reachable": True, "tests_passed": 7, "tests_total": 7}, "credit-card") == \
+    assert verification_line({"reachable": True, "tests_passed": 7, "tests_total": 7}, "reference:credit-card") == \
         "reachable, declared tests (reference credit-card) passed 7 of 7"
+    assert "only GET /health" in verification_line({"reachable": True, "tests_passed": 1, "tests_total": 1}, "generic")
     assert verification_line({"reachable": True, "tests_total": 0}) == "reachable, no declared tests"

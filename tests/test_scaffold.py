@@ -370,3 +370,14 @@ def test_generate_with_the_embedded_model(tmp_path):
     assert '@app.route("/validate", methods=["POST"])\ndef post_validate():' in files[names.CODE]
     (call,) = ctx.rundir.read_jsonl("llm.jsonl")
     assert call["backend"] == "embedded" and call["response"]["completion_tokens"] > 0
+
+
+def test_generate_for_an_unrelated_request_says_its_tests_are_generic(tmp_path):
+    body = "data = request.get_json(silent=True) or {}\nreturn jsonify(result=str(data))"
+    ctx = replay_ctx(tmp_path, [json.dumps({"code": body})], request="resize images and convert them to webp")
+    result = scaffold.generate(ctx)
+    assert result.outcome == Outcome.OK, result.summary
+    built_to = result.updates["intent"]
+    # no reference lent its spec: the run must not claim a reference's tests
+    assert built_to["spec_from"] == "generic"
+    assert [c["path"] for c in built_to["spec"]["test_cases"]] == ["/health"]

@@ -58,7 +58,8 @@ class Intent(BaseModel):
     text: str  # what generation is asked to build (the request itself for method "none")
     spec: ServiceSpec | None = None
     # Where the spec came from when the intent method did not write one: "reference:<name>" when the
-    # scaffold strategy adopted the nearest reference deployment's spec (and with it its test cases).
+    # scaffold strategy adopted the nearest reference deployment's spec (and with it its test cases),
+    # "generic" when no reference was close and a one-endpoint spec tested only by GET /health was used.
     spec_from: str | None = None
     judge: dict[str, Any] | None = None  # the last llm-as-a-judge verdict, when used
 

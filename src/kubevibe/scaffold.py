@@ -725,9 +725,11 @@ def generate(ctx: RunContext) -> StageResult:
     summary = (f"scaffolded {plan.spec.name} from the reference {plan.reference} (similarity {plan.similarity:.2f}); "
                f"the model wrote {count} handler bod{'y' if count == 1 else 'ies'}")
     # The files were built to plan.spec: record it as the intent's spec, so Connect checks its test cases.
-    built_to = intent.model_copy(update={"spec": plan.spec,
-                                         "spec_from": intent.spec_from or ("intent" if intent.spec else
-                                                                           f"reference:{plan.reference}")})
+    if intent.spec is not None:
+        spec_from = intent.spec_from or "intent"
+    else:  # a close reference lends its spec; otherwise the spec is a generic one whose only test is /health
+        spec_from = f"reference:{plan.reference}" if plan.close else "generic"
+    built_to = intent.model_copy(update={"spec": plan.spec, "spec_from": spec_from})
     return StageResult.ok(summary, artifacts=ArtifactSet(files=files),
                           updates={"reference": plan.reference, "intent": built_to.model_dump()},
                           evidence=notes, metrics=metrics)

@@ -45,15 +45,15 @@ def run_summary(path: Path) -> dict[str, Any]:
 
 
 def tests_from(run: dict[str, Any]) -> str | None:
-    """The reference whose spec (and test cases) a run adopted, from its run.json; None: the intent's own."""
-    source = (run.get("intent") or {}).get("spec_from") or ""
-    return source.removeprefix("reference:") if source.startswith("reference:") else None
+    """Where a run's test cases came from, from its run.json: "reference:<name>", "generic", or None (the intent)."""
+    source = (run.get("intent") or {}).get("spec_from")
+    return None if source in (None, "", "intent") else source
 
 
 def verification_line(verified: dict[str, Any], tests_from: str | None = None) -> str:
     """Exactly what was checked, e.g. 'built, validated, deployed, reachable, declared tests passed 3 of 4'.
 
-    tests_from: the reference deployment whose spec (and test cases) a scaffolded run adopted, if any."""
+    tests_from: see tests_from(); None when the tests are the intent's own."""
     parts = []
     for key, word in (("built", "built"), ("validated", "validated"), ("deployed", "deployed"),
                       ("reachable", "reachable"), ("charted", "chart packaged")):
@@ -61,7 +61,12 @@ def verification_line(verified: dict[str, Any], tests_from: str | None = None) -
             parts.append(word)
     total = verified.get("tests_total")
     if total:
-        source = "intent" if tests_from in (None, "intent") else f"reference {tests_from}"
+        if tests_from is None:
+            source = "intent"
+        elif tests_from == "generic":
+            source = "generic spec: no reference was close, so only GET /health is checked"
+        else:
+            source = tests_from.replace(":", " ")
         parts.append(f"declared tests ({source}) passed {verified.get('tests_passed', 0)} of {total}")
     elif verified.get("reachable"):
         parts.append("no declared tests")

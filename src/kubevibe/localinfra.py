@@ -11,7 +11,7 @@
   `kube play` publishes declared container ports on the host). Started on demand, reused while alive.
 * `doctor()`: one check per thing KubeVibe needs, each with the exact command that fixes it.
 
-Run `python -m kubevibe.localinfra setup|status|doctor|stop-registry`.
+From the command line: `kubevibe setup`, `kubevibe doctor`, `kubevibe setup --stop-registry`.
 """
 
 from __future__ import annotations
@@ -622,7 +622,7 @@ def _podman_check() -> Check:
 def doctor() -> list[Check]:
     """Everything KubeVibe uses, each with whether it is there and the exact command that fixes it."""
     py = _python_cmd()
-    setup_cmd = f"{py} -m kubevibe.localinfra setup"
+    setup_cmd = f"{Path(py).parent / 'kubevibe'} setup"  # the CLI next to this interpreter (the venv's)
     checks = [_podman_check(), _tool_check("runc", "apt-get install -y runc")]
     conf = containers_conf_path()
     checks.append(Check("containers.conf", conf.is_file(), str(conf) if conf.is_file() else f"{conf} missing",

@@ -81,7 +81,7 @@ def run(ctx: RunContext) -> StageResult:
     builder = get_builder(ctx.settings.builder)
     if not builder.is_available():  # a missing engine is the machine's problem, not the generated files'
         raise KubeVibeError(f"The {builder.name} builder is not available on this machine.",
-                            "Run `python -m kubevibe.localinfra doctor`, or choose another with --builder.")
+                            "Run `kubevibe doctor`, or choose another with --builder.")
     context_dir = ctx.stage_dir / "context"
     ctx.artifacts.write_to(context_dir)
     if not ctx.artifacts.get(DOCKERFILE).strip():

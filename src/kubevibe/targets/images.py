@@ -134,7 +134,7 @@ def publish(builder: Builder, ref: str, dest: ImageDestination, *, timeout: floa
 
 def publish_hint(dest: ImageDestination, builder_name: str = "podman") -> str:
     if dest.kind == "local":
-        return f"Is the registry at {dest.registry} running? `python -m kubevibe.localinfra status` checks it."
+        return f"Is the registry at {dest.registry} running? `kubevibe doctor` checks it, `kubevibe setup` starts it."
     if dest.kind == "kind":
         return (f"Is kind cluster {dest.cluster} running (`kind get clusters`)? If it runs on podman while docker "
                 "is installed too, set KIND_EXPERIMENTAL_PROVIDER=podman.")

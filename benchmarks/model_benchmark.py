@@ -15,8 +15,10 @@ continues it and never redoes finished runs; `kubevibe report DIR` draws the HTM
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +28,7 @@ from kubevibe.experiments.metrics import STAGES, summarize
 from kubevibe.errors import KubeVibeError
 from kubevibe.experiments.plan import validate_plan
 from kubevibe.experiments.store import open_results
+from kubevibe.records.show import tests_from
 
 PROMPTS = Path(__file__).with_name("prompts.txt")
 
@@ -58,6 +61,9 @@ def main() -> int:
 
     with open_results(exp.path) as store:
         runs, executions, calls = store.runs(), store.table("stage_executions"), store.table("llm_calls")
+        # Where each successful run's checked tests came from: a success tested only by GET /health is weak.
+        sources = Counter(_tests_source(store.resolve_run_dir(r.get("run_dir"))) for r in runs
+                          if r.get("status") == "success")
     s = summarize(runs, executions, calls)
     tokens = sum(c.get("completion_tokens") or 0 for c in calls)
     llm_time = sum(c.get("duration_s") or 0.0 for c in calls)
@@ -74,6 +80,7 @@ def main() -> int:
         ("wall time per run (mean s)", _num(s["elapsed_mean"])),
         ("LLM calls per run (mean)", _num(s["llm_calls_mean"])),
         ("generated tokens/s", _num(tokens / llm_time if llm_time else None)),
+        ("successes tested by", ", ".join(f"{n} {src}" for src, n in sources.most_common()) or "-"),
     ]
     for name, value in rows:
         print(f"{name:<30} {value}")
@@ -82,6 +89,17 @@ def main() -> int:
         print(f"{stage:<10}{s['stage_executions'][stage]:>12}{s['stage_failures'][stage]:>8}"
               f"{s['stage_time_mean'][stage]:>12.2f}")
     return 0
+
+
+def _tests_source(run_dir: Path | None) -> str:
+    try:
+        record = json.loads((run_dir / "run.json").read_text()) if run_dir else {}
+    except (OSError, ValueError):
+        return "unknown"
+    source = tests_from(record)
+    if source is None:
+        return "the intent's tests"
+    return "a generic spec (GET /health only)" if source == "generic" else f"the tests of {source}"
 
 
 def _pct(v: float | None) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import glob
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ import httpx
 import yaml
 
 from kubevibe.engines.podman import PodmanBuilder
-from kubevibe.errors import KubeVibeError, SettingError, UsageError
+from kubevibe.errors import KubeVibeError, SettingError
 from kubevibe.exec import CommandResult, pretty_command, run
 from kubevibe.paths import data_dir
 from kubevibe.podman_conf import containers_conf_path, podman_env, write_containers_conf
@@ -706,35 +705,3 @@ def setup(progress: Progress = print) -> dict[str, Any]:
     install_kube_tools(progress=progress)  # pinned versions; a no-op when already installed
     progress(f"Setup complete in {time.monotonic() - t_all:.0f}s")
     return status()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args else "--help"
-    try:
-        if command == "setup":
-            setup()
-        elif command == "status":
-            print(json.dumps(status(), indent=2))
-        elif command == "doctor":
-            checks = doctor()
-            for c in checks:
-                mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
-                print(f"[{mark}] {c.name}: {c.detail}" + ("" if c.ok else f"\n       fix: {c.fix_command}"))
-            return 0 if all(c.ok or not c.required for c in checks) else 1
-        elif command == "stop-registry":
-            print("registry stopped" if stop_registry() else "no registry started by KubeVibe was running")
-        elif command in ("-h", "--help"):
-            print("usage: python -m kubevibe.localinfra setup | status | doctor | stop-registry")
-        else:
-            raise UsageError(f"Unknown command {command!r}: use setup, status, doctor or stop-registry.")
-    except KubeVibeError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

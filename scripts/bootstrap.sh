@@ -7,27 +7,14 @@
 #   3. pinned helm and kubectl binaries in .venv/bin  (python -m kubevibe.tools install)
 #   4. `kubevibe setup`: podman config, local base image (debootstrap + build), local registry
 #
-# Usage: scripts/bootstrap.sh [--no-setup]
+# Usage: scripts/bootstrap.sh [--no-setup] [--test]
 #   --no-setup   stop after step 3 (no base image, no registry)
+#   --test       also install what only the tests need (headless Chromium for the report test)
 #
 # Needs root for apt-get (or sudo) and for the base image (debootstrap). System files are not edited: podman is
 # configured through a containers.conf under KubeVibe's data directory (CONTAINERS_CONF), not /etc/containers.
 set -euo pipefail
 
-RUN_SETUP=1
-for arg in "$@"; do
-  case "$arg" in
-    --no-setup) RUN_SETUP=0 ;;
-    -h | --help)
-      sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    *)
-      echo "bootstrap: unknown option: $arg (try --help)" >&2
-      exit 2
-      ;;
-  esac
-done
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
@@ -42,12 +29,28 @@ STAMP="$VENV/.kubevibe-install-stamp"
 #   docker-registry     - the local image registry (CNCF distribution 2.8)
 #   graphviz            - `dot`, to render the pipeline charts
 #   python3-venv        - to create .venv; tar, ca-certificates - base image import and TLS
-#   chromium fonts-liberation - the HTML report's browser test (fonts are only a recommend of chromium)
 PACKAGES=(
   podman runc uidmap catatonit netavark aardvark-dns iptables fuse-overlayfs slirp4netns
   debootstrap debian-archive-keyring gpgv wget docker-registry graphviz python3-venv tar ca-certificates
-  chromium fonts-liberation
 )
+# Only for the tests (--test): the HTML report's browser test (the fonts are only a recommend of chromium).
+TEST_PACKAGES=(chromium fonts-liberation)
+
+RUN_SETUP=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-setup) RUN_SETUP=0 ;;
+    --test) PACKAGES+=("${TEST_PACKAGES[@]}") ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "bootstrap: unknown option: $arg (try --help)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 say() { printf '==> %s\n' "$*"; }
 step_start() { STEP_T0=$SECONDS; }

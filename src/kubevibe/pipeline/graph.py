@@ -1,7 +1,7 @@
 """The FSM execution graph of a run, drawn from THE transition table (kubevibe.pipeline.fsm.TRANSITIONS).
 
-Every state is drawn; possible transitions in grey; transitions the run took in bold, labelled with their step
-numbers; SUCCESS and FAIL as double circles.
+Every state is drawn; possible transitions in grey (limit exits dashed); transitions the run took in bold,
+labelled with their step numbers; SUCCESS and FAIL as double circles.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import graphviz
 
 from kubevibe.exec import run as run_command
-from kubevibe.pipeline.fsm import TERMINAL, TRANSITIONS, State
+from kubevibe.pipeline.fsm import TERMINAL, TRANSITIONS, Outcome, State
 
 
 def build_graph(events: list[dict]) -> graphviz.Digraph:
@@ -36,10 +36,14 @@ def build_graph(events: list[dict]) -> graphviz.Digraph:
         if key in drawn:
             continue
         drawn.add(key)
+        # Limit exits (any state -> FAIL when time, steps or fixes run out) are dashed: they are the runner's, not
+        # a stage's outcome.
+        style = "dashed" if t.outcome == Outcome.LIMIT else "solid"
         if key in taken:
-            dot.edge(*key, label=",".join(taken[key]), penwidth="2.2", color="black", fontcolor="black")
+            dot.edge(*key, label=",".join(taken[key]), penwidth="2.2", color="black", fontcolor="black",
+                     fontsize="12", style=style)
         else:
-            dot.edge(*key, color="gray70", fontcolor="gray50")
+            dot.edge(*key, color="gray70", fontcolor="gray50", style=style)
     # A transition outside the table would be a bug; draw it red rather than hide it.
     for key, steps in taken.items():
         if key not in drawn:

@@ -55,7 +55,7 @@ SERVER_VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-kubevibe-s
                   "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
                   "compiler": "gc", "platform": "linux/amd64"}  # fmt: skip
 
-# (group, version) -> [(plural, kind, namespaced, verbs)], the resources the stand-in serves.
+# (group, version) -> [(plural, kind, namespaced)], the resources the stand-in serves (each with all of _VERBS).
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
     ("", "v1"): [("namespaces", "Namespace", False), ("pods", "Pod", True), ("services", "Service", True),
@@ -673,7 +673,7 @@ class _SpdyPortForward:
                 length = int.from_bytes(head[5:8], "big")
                 payload = self._read(length) if length else b""
                 if head[0] & 0x80:
-                    kind, flags = struct.unpack(">H", head[2:4])[0], head[4]
+                    kind = struct.unpack(">H", head[2:4])[0]
                     if kind == _SYN_STREAM:
                         stream = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
                         self._syn_stream(stream, self._headers(payload[10:]))
@@ -685,7 +685,6 @@ class _SpdyPortForward:
                         self._close(struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF)
                     elif kind == _GOAWAY:
                         return
-                    del flags
                 else:
                     stream, flags = struct.unpack(">I", head[:4])[0] & 0x7FFFFFFF, head[4]
                     upstream = self.upstreams.get(stream)

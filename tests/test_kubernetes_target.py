@@ -50,7 +50,7 @@ from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.pipeline.runner import Runner
 from kubevibe.stages import chart, connect, deploy, validate
 from kubevibe.targets import TargetFailure, images
-from kubevibe.targets.base import RUN_LABEL
+from kubevibe.targets.base import RUN_LABEL, DeploymentInfo, PodInfo
 from kubevibe.targets.kubernetes import (
     MANAGED_BY_LABEL,
     OWNER_ANNOTATION,
@@ -62,6 +62,7 @@ from kubevibe.targets.kubernetes import (
     applied_manifest,
     apply_args,
     describe_events,
+    describe_pods,
     dry_run_findings,
     event_problems,
     events_about,
@@ -222,8 +223,6 @@ def test_states_and_events_read_like_kubectl_describe():
 
 
 def describe_pods_text(name: str) -> str:
-    from kubevibe.targets.kubernetes import describe_pods
-
     return describe_pods(live_pods(fixture(name)))
 
 
@@ -613,14 +612,10 @@ def test_connect_to_a_port_nothing_listens_on_fails_and_the_forward_keeps_coming
 
 
 def get_info(ctx):
-    from kubevibe.targets.base import DeploymentInfo
-
     return DeploymentInfo(target="kubernetes", run_id=ctx.run_id)
 
 
 def _pod_info(pod):
-    from kubevibe.targets.base import PodInfo
-
     return PodInfo(name=pod["metadata"]["name"], ip=pod["status"]["podIP"])
 
 

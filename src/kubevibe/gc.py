@@ -34,6 +34,7 @@ from kubevibe.targets.kubernetes import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     OWNER_ANNOTATION,
+    REQUEST_TIMEOUT,
     KubeAccess,
     items,
     namespace_selector,
@@ -240,11 +241,13 @@ class Podman:
         return found
 
     def delete(self, leftover: Leftover) -> CommandResult:
+        """Remove one labelled leftover. Networks and images without --force, which would also remove every
+        container using them, labelled or not: one still in use stays, and the deletion reports it."""
         ref = str(leftover.extra.get("id") or leftover.name)
         argv = {"pod": ["pod", "rm", "--force", "--ignore", "--time", "0", ref],
                 "container": ["rm", "--force", "--ignore", "--time", "0", ref],
-                "network": ["network", "rm", "--force", ref],
-                "image": ["rmi", "--force", ref]}[leftover.kind]
+                "network": ["network", "rm", ref],
+                "image": ["rmi", *(leftover.extra.get("names") or [ref])]}[leftover.kind]  # every name: untagged
         return run([self.binary, *argv], timeout=COMMAND_TIMEOUT_S * 2, env=self.env)
 
 
@@ -253,8 +256,7 @@ class Cluster:
         self.access = access
 
     def find(self) -> list[Leftover]:
-        argv = self.access.argv("get", "namespaces", "-l", f"{namespace_selector()},{RUN_LABEL}", "-o", "json",
-                                "--request-timeout=20s")
+        argv = self.access.argv("get", "namespaces", "-l", namespace_selector(), "-o", "json", REQUEST_TIMEOUT)
         result = run(argv, timeout=COMMAND_TIMEOUT_S, env=self.access.env() or None)
         result.check(hint="Check --kubeconfig / --context, or use `kubevibe gc --target local`.")
         return cluster_namespaces(json.loads(result.stdout or "{}"))
@@ -262,7 +264,7 @@ class Cluster:
     def delete(self, leftover: Leftover) -> CommandResult:
         # By selector with both labels and the run: nothing without them can be named here.
         argv = self.access.argv("delete", "namespaces", "-l", namespace_selector(leftover.run), "--wait=false",
-                                "--ignore-not-found", "--request-timeout=30s")
+                                "--ignore-not-found", REQUEST_TIMEOUT)
         return run(argv, timeout=COMMAND_TIMEOUT_S, env=self.access.env() or None)
 
 
@@ -317,8 +319,9 @@ def collect(places: Iterable[tuple[str, Callable[[], list[Leftover]]]], report: 
             report.leftovers += find()
         except Exception as exc:  # noqa: BLE001 - one unreachable place must not hide the others
             output = str(getattr(exc, "output", "") or "").strip().splitlines()
-            report.skipped.append(f"{label}: " + (output[-1] if output else str(getattr(exc, "message", exc))
-                                                  .splitlines()[0]))
+            message = str(getattr(exc, "message", exc)).strip().splitlines()
+            report.skipped.append(f"{label}: " + (output[-1] if output else message[0] if message
+                                                  else type(exc).__name__))
 
 
 def garbage_collect(*, podman: Podman | None, cluster: Cluster | None, registry: Registry | None,

@@ -7,10 +7,10 @@
         kind's documented local registry, which the nodes reach through a containerd mirror) is pushed with
         --tls-verify=false; any other registry with TLS verified (an insecure one is declared in the engine's own
         configuration: registries.conf for podman, daemon.json for docker).
-      - `kind://CLUSTER` (or `kind://` for the cluster named "kind"): no registry at all; the image is saved to an
-        archive and loaded into every node of that kind cluster (`kind load image-archive`, which works with either
-        provider; `kind load docker-image` runs `docker save` itself and so fails with podman, kind#2729). Image
-        names then start with `localhost/` and Deploy sets imagePullPolicy IfNotPresent on them.
+      - `kind://CLUSTER` (`kind://` or just `kind` for the cluster named "kind"): no registry at all; the image is
+        saved to an archive and loaded into every node of that kind cluster (`kind load image-archive`, which works
+        with either provider; `kind load docker-image` runs `docker save` itself and so fails with podman,
+        kind#2729). Image names then start with `localhost/` and Deploy sets imagePullPolicy IfNotPresent on them.
 Credentials: never handled here. `podman push` and `docker push` read the usual auth files themselves
 (${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json, REGISTRY_AUTH_FILE, ~/.docker/config.json;
 `podman login` / `docker login` write them); nothing here reads, passes or logs a secret, and the command logs
@@ -32,7 +32,6 @@ from kubevibe.tools import find_tool
 KIND_SCHEME = "kind://"
 KIND_DEFAULT_CLUSTER = "kind"
 KIND_IMAGE_REGISTRY = "localhost"  # name part of images that live only in the nodes' containerd
-LOAD_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def destination_of(registry: str | None, target: str) -> ImageDestination:
     """Pure: where the image goes for this --registry and --target."""
     value = (registry or "").strip()
     if value.startswith(KIND_SCHEME) or value == "kind":
-        cluster = value.removeprefix(KIND_SCHEME).removeprefix("kind").strip("/") or KIND_DEFAULT_CLUSTER
+        cluster = value.removeprefix(KIND_SCHEME).strip("/") or KIND_DEFAULT_CLUSTER  # "kind" alone: the default
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", cluster):
             raise UsageError(f"Setting registry={registry!r} is invalid: {cluster!r} is not a kind cluster name.")
         return ImageDestination("kind", KIND_IMAGE_REGISTRY, cluster)

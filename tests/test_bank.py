@@ -201,8 +201,10 @@ def test_few_shot_block():
 
 def test_case_failure_messages():
     case = TestCase(name="c", method="POST", path="/v", expected_status=200, expected_json={"valid": True})
-    assert bank.case_failure(case, 200, b'{"valid": true, "x": 1}') is None
-    assert "expected 200" in bank.case_failure(case, 500, b"")
-    assert "'valid' is False" in bank.case_failure(case, 200, b'{"valid": false}')
-    assert "no key 'valid'" in bank.case_failure(case, 200, b"{}")
-    assert "not JSON" in bank.case_failure(case, 200, b"<html>")
+    # the bank judges its references with the same rules as Connect (kubevibe.intent.TestCase.problems)
+    assert case.problems(200, '{"valid": true, "x": 1}') == []
+    assert "expected 200" in case.problems(500, "")[0]
+    assert "expected true, got false" in case.problems(200, '{"valid": false}')[0]
+    assert "$.valid: missing" in case.problems(200, "{}")[0]
+    assert "not JSON" in case.problems(200, "<html>")[0]
+    assert case.problems(200, '{"valid": 1}') == ["$.valid: expected true, got 1"]  # 1 is not true

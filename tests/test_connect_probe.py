@@ -14,21 +14,32 @@ import pytest
 from helpers import KNOWN_GOOD_MANIFEST, known_good_docs
 
 from kubevibe.errors import UsageError
-from kubevibe.intent import Endpoint, TestCase
+from kubevibe.intent import Endpoint, TestCase, json_subset_problems
 from kubevibe.manifests import load_manifest
-from kubevibe.stages.build import dns_name, failing_step, image_tag, mapping_records, service_name
+from kubevibe.stages.build import (
+    dns_name,
+    failing_step,
+    image_tag,
+    mapping_records,
+    service_name,
+)
 from kubevibe.stages.connect import (
     _Checker,
     case_problems,
     concrete_path,
     endpoint_problem,
     http_client,
-    json_subset_problems,
     listening_in_logs,
     probe,
 )
 from kubevibe.targets import get_target
-from kubevibe.targets.base import ContainerInfo, DeploymentInfo, PodInfo, ServicePortInfo, service_port_infos
+from kubevibe.targets.base import (
+    ContainerInfo,
+    DeploymentInfo,
+    PodInfo,
+    ServicePortInfo,
+    service_port_infos,
+)
 from kubevibe.targets.local import (
     RUN_LABEL,
     container_infos,
@@ -36,11 +47,11 @@ from kubevibe.targets.local import (
     merge_timestamped,
     network_name,
     parse_listening,
-    split_listening,
     played_manifest,
     pod_ip,
     readiness,
     run_token,
+    split_listening,
 )
 
 RUN_ID = "20261124T101500Z-abc123"

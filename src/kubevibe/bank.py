@@ -18,7 +18,6 @@ documents whose vocabulary overlaps the requests well enough.
 from __future__ import annotations
 
 import ast
-import json
 import math
 import re
 import textwrap
@@ -161,10 +160,9 @@ class _Index:
         return [sum(w * doc.get(t, 0.0) for t, w in q.items()) for doc in self.vectors]
 
 
-@lru_cache(maxsize=8)
-def _index(ref_names: tuple[str, ...]) -> _Index:
-    by_name = {r.name: r for r in _load_bank()}
-    return _Index([by_name[n].document() for n in ref_names])
+@lru_cache(maxsize=1)
+def _bank_index() -> _Index:
+    return _Index([r.document() for r in _load_bank()])
 
 
 def nearest(request: str, k: int = 1, refs: list[Reference] | None = None) -> list[tuple[Reference, float]]:
@@ -172,13 +170,11 @@ def nearest(request: str, k: int = 1, refs: list[Reference] | None = None) -> li
 
     Ties are broken by name, so the answer is deterministic. `refs` narrows the search (tests, ablations).
     """
-    pool = list(refs) if refs is not None else load_bank()
+    pool = load_bank() if refs is None else list(refs)
     if not pool:
         return []
-    if refs is None:
-        scores = _index(tuple(r.name for r in pool)).scores(request)
-    else:
-        scores = _Index([r.document() for r in pool]).scores(request)
+    index = _bank_index() if refs is None else _Index([r.document() for r in pool])
+    scores = index.scores(request)
     ranked = sorted(zip(pool, scores), key=lambda pair: (-pair[1], pair[0].name))
     return [(ref, round(score, 4)) for ref, score in ranked[: max(1, k)]]
 
@@ -197,7 +193,7 @@ def text_similarity(a: str, b: str) -> float:
 _ROUTE_METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-def _route_of(decorator: ast.expr) -> tuple[str, list[str]] | None:
+def route_of(decorator: ast.expr) -> tuple[str, list[str]] | None:
     """(rule, methods) for @app.route(rule, methods=[...]) or @app.get(rule) etc., else None."""
     if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
         return None
@@ -226,12 +222,11 @@ def route_handlers(source: str) -> list[RouteHandler]:
         if not isinstance(node, ast.FunctionDef):
             continue
         for decorator in node.decorator_list:
-            route = _route_of(decorator)
+            route = route_of(decorator)
             if route is None:
                 continue
             rule, methods = route
-            start = node.decorator_list[0].lineno
-            text = "\n".join(lines[start - 1 : node.end_lineno])
+            text = statement_source(node, lines)
             body = textwrap.dedent("\n".join(lines[node.body[0].lineno - 1 : node.end_lineno]))
             params = [a.arg for a in node.args.args]
             for method in methods:
@@ -240,17 +235,20 @@ def route_handlers(source: str) -> list[RouteHandler]:
     return out
 
 
-def _is_flask_setup(node: ast.stmt) -> bool:
+def is_skeleton_stmt(node: ast.stmt) -> bool:
+    """`from flask import ...`, `app = Flask(...)` or the `if __name__ == ...` block: what every myapp.py has."""
     if isinstance(node, ast.ImportFrom) and node.module == "flask":
         return True
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
         func = node.value.func
         return isinstance(func, ast.Name) and func.id == "Flask"
-    return False
-
-
-def _is_main_block(node: ast.stmt) -> bool:
     return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test)
+
+
+def statement_source(node: ast.stmt, lines: list[str]) -> str:
+    """A top-level statement's source text, from its first decorator (if any) to its last line."""
+    start = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
+    return "\n".join(lines[start - 1 : node.end_lineno])
 
 
 def support_code(source: str) -> tuple[list[str], str]:
@@ -265,12 +263,11 @@ def support_code(source: str) -> tuple[list[str], str]:
     for index, node in enumerate(tree.body):
         if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # the module docstring
-        if _is_flask_setup(node) or _is_main_block(node):
+        if is_skeleton_stmt(node):
             continue
-        if isinstance(node, ast.FunctionDef) and any(_route_of(d) for d in node.decorator_list):
+        if isinstance(node, ast.FunctionDef) and any(route_of(d) for d in node.decorator_list):
             continue
-        start = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
-        text = "\n".join(lines[start - 1 : node.end_lineno])
+        text = statement_source(node, lines)
         (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else chunks).append(text)
     code = ""
     previous_is_block = False
@@ -287,29 +284,6 @@ def support_code(source: str) -> tuple[list[str], str]:
 # -- checking a reference -----------------------------------------------------------------------------------------
 
 
-def case_failure(case: TestCase, status: int, body: bytes) -> str | None:
-    """Why a response fails a test case (one sentence), or None when it passes."""
-    label = f"{case.name or case.path}: {case.method} {case.path}"
-    if status != case.expected_status:
-        return f"{label} answered HTTP {status}, expected {case.expected_status}."
-    text = body.decode("utf-8", "replace")
-    if case.expected_contains is not None and case.expected_contains not in text:
-        return f"{label}: the response does not contain {case.expected_contains!r}."
-    if case.expected_json:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return f"{label}: the response is not JSON."
-        if not isinstance(data, dict):
-            return f"{label}: the response is JSON but not an object."
-        for key, value in case.expected_json.items():
-            if key not in data:
-                return f"{label}: the response has no key {key!r}."
-            if data[key] != value:
-                return f"{label}: {key!r} is {data[key]!r}, expected {value!r}."
-    return None
-
-
 def check_flask_app(app: Any, cases: list[TestCase]) -> list[str]:
     """Run the test cases in order against a Flask app with Flask's test client; the failures, one sentence each.
 
@@ -320,9 +294,9 @@ def check_flask_app(app: Any, cases: list[TestCase]) -> list[str]:
     for case in cases:
         kwargs = {} if case.body is None else {"json": case.body}
         response = client.open(case.path, method=case.method.upper(), **kwargs)
-        problem = case_failure(case, response.status_code, response.get_data())
-        if problem:
-            failures.append(problem)
+        problems = case.problems(response.status_code, response.get_data(as_text=True))
+        if problems:
+            failures.append(f"{case.name or case.path}: {case.method} {case.path}: {'; '.join(problems)}.")
     return failures
 
 

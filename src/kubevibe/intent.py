@@ -6,6 +6,7 @@ are what Connect checks, so a run can say more than "something answered".
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,51 @@ class TestCase(BaseModel):
     expected_status: int = 200
     expected_json: dict[str, Any] | None = None  # these keys must appear in the response with these values
     expected_contains: str | None = None  # this text must appear in the response body
+
+    def problems(self, status: int, body_text: str) -> list[str]:
+        """Why a response fails this case (empty: it passes). The one judge of test cases: Connect uses it on
+        deployed services, and the reference bank on its own apps, so both agree on what passing means."""
+        problems = []
+        if status != self.expected_status:
+            problems.append(f"status {status}, expected {self.expected_status}")
+        if self.expected_json is not None:
+            try:
+                actual = json.loads(body_text)
+            except ValueError:
+                problems.append(f"the body is not JSON, expected it to contain {short_json(self.expected_json)}")
+            else:
+                problems += json_subset_problems(self.expected_json, actual)
+        if self.expected_contains is not None and self.expected_contains not in body_text:
+            problems.append(f"the body does not contain {self.expected_contains!r}")
+        return problems
+
+
+def json_subset_problems(expected: Any, actual: Any, path: str = "$") -> list[str]:
+    """Where `actual` does not contain `expected`: dicts by key (extra keys allowed), lists item by item."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{path}: expected an object, got {short_json(actual)}"]
+        problems = []
+        for key, value in expected.items():
+            if key not in actual:
+                problems.append(f"{path}.{key}: missing")
+            else:
+                problems += json_subset_problems(value, actual[key], f"{path}.{key}")
+        return problems
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{path}: expected {short_json(expected)}, got {short_json(actual)}"]
+        pairs = enumerate(zip(expected, actual, strict=True))
+        return [p for i, (e, a) in pairs for p in json_subset_problems(e, a, f"{path}[{i}]")]
+    # bool is an int in Python: true must not match 1
+    if expected != actual or isinstance(expected, bool) != isinstance(actual, bool):
+        return [f"{path}: expected {short_json(expected)}, got {short_json(actual)}"]
+    return []
+
+
+def short_json(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Resources(BaseModel):

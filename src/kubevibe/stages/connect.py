@@ -11,7 +11,6 @@ At the end, whatever the outcome, the logs are kept and the deployment is torn d
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import httpx
 from pydantic import ValidationError
 
 from kubevibe.errors import KubeVibeError
-from kubevibe.intent import Endpoint, TestCase
+from kubevibe.intent import Endpoint, TestCase, short_json
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import DeploymentInfo, TargetFailure, get_target
 from kubevibe.targets.base import PodInfo, ServicePortInfo, Target, tail_lines
@@ -115,48 +114,8 @@ def _describe_error(exc: Exception) -> str:
 # --- checking answers (pure) ----------------------------------------------------------------------------------------
 
 
-def json_subset_problems(expected: Any, actual: Any, path: str = "$") -> list[str]:
-    """Where `actual` does not contain `expected`: dicts by key (extra keys allowed), lists item by item."""
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            return [f"{path}: expected an object, got {_short(actual)}"]
-        problems = []
-        for key, value in expected.items():
-            if key not in actual:
-                problems.append(f"{path}.{key}: missing")
-            else:
-                problems += json_subset_problems(value, actual[key], f"{path}.{key}")
-        return problems
-    if isinstance(expected, list):
-        if not isinstance(actual, list) or len(actual) != len(expected):
-            return [f"{path}: expected {_short(expected)}, got {_short(actual)}"]
-        pairs = enumerate(zip(expected, actual, strict=True))
-        return [p for i, (e, a) in pairs for p in json_subset_problems(e, a, f"{path}[{i}]")]
-    # bool is an int in Python: true must not match 1
-    if expected != actual or isinstance(expected, bool) != isinstance(actual, bool):
-        return [f"{path}: expected {_short(expected)}, got {_short(actual)}"]
-    return []
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def case_problems(case: TestCase, status: int, body_text: str) -> list[str]:
-    problems = []
-    if status != case.expected_status:
-        problems.append(f"status {status}, expected {case.expected_status}")
-    if case.expected_json is not None:
-        try:
-            actual = json.loads(body_text)
-        except ValueError:
-            problems.append(f"the body is not JSON, expected it to contain {_short(case.expected_json)}")
-        else:
-            problems += json_subset_problems(case.expected_json, actual)
-    if case.expected_contains is not None and case.expected_contains not in body_text:
-        problems.append(f"the body does not contain {case.expected_contains!r}")
-    return problems
+    return case.problems(status, body_text)
 
 
 _PATH_PARAM = re.compile(r"\{[^}/]+\}|<[^>/]+>|:[A-Za-z_]\w*")
@@ -435,7 +394,7 @@ def _parse_list(items: Any, model: type) -> list:
 def _describe_request(method: str, url: str, body: Any) -> str:
     text = f"{method.upper()} {url}"
     if body is not None:
-        text += " with JSON body " + _short(body, 500)
+        text += " with JSON body " + short_json(body, 500)
     return text
 
 

@@ -108,11 +108,11 @@ def run(
         out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc)
+        kill_group(proc)
         out, err = proc.communicate()
     except BaseException:
         # Ctrl-C or SIGTERM while waiting: never leave the child behind.
-        _kill_group(proc)
+        kill_group(proc)
         proc.communicate()
         raise
     result = CommandResult(
@@ -127,13 +127,15 @@ def run(
     return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """End a child started with start_new_session=True and everything it started: SIGTERM, then SIGKILL."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     except ProcessLookupError:
         pass
 

@@ -38,7 +38,7 @@ import yaml
 
 from kubevibe.engines.podman import PodmanBuilder
 from kubevibe.errors import KubeVibeError, SettingError
-from kubevibe.exec import CommandResult, pretty_command, run
+from kubevibe.exec import CommandResult, kill_group, pretty_command, run
 from kubevibe.paths import data_dir
 from kubevibe.podman_conf import containers_conf_path, podman_env, write_containers_conf
 from kubevibe.tools import (
@@ -219,7 +219,7 @@ def _pipe(
             p2 = subprocess.Popen(consumer, stdin=p1.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env=full_env, start_new_session=True)  # fmt: skip
         except OSError:
-            _kill_group(p1)
+            kill_group(p1)
             raise
         assert p1.stdout is not None
         p1.stdout.close()  # so tar gets SIGPIPE if podman exits early
@@ -229,13 +229,13 @@ def _pipe(
             p1.wait(timeout=max(5.0, timeout - (time.monotonic() - start)))
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(p1)
-            _kill_group(p2)
+            kill_group(p1)
+            kill_group(p2)
             out, err = p2.communicate()
         except BaseException:
             # Ctrl-C or SIGTERM: the children are in their own sessions, so the signal never reached them.
-            _kill_group(p1)
-            _kill_group(p2)
+            kill_group(p1)
+            kill_group(p2)
             raise
         producer_err.seek(0)
         tar_err = producer_err.read().decode(errors="replace")
@@ -254,14 +254,6 @@ def _pipe(
             fh.write(f"$ {pretty_command(producer)} | {pretty_command(consumer)}\n# {result.describe()}\n")
             fh.write(result.output + "\n\n")
     return result
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 # --- base image -----------------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ import json
 import os
 import queue
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -56,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubevibe import policy
 from kubevibe.errors import KubeVibeError, UsageError
-from kubevibe.exec import CommandResult, pretty_command, run
+from kubevibe.exec import CommandResult, kill_group, pretty_command, run
 from kubevibe.manifests import (
     containers,
     describe,
@@ -998,7 +997,7 @@ class PortForward:
                 name, line = lines.get(timeout=max(0.01, min(0.2, deadline - time.monotonic())))
             except queue.Empty:
                 if time.monotonic() >= deadline:
-                    self._kill(proc)
+                    kill_group(proc)
                     raise PortForwardError(f"no `Forwarding from` line within {timeout:.0f}s",
                                            pretty_command(argv), "\n".join(self.output[-20:])) from None
                 continue
@@ -1055,21 +1054,9 @@ class PortForward:
         with self._lock:
             proc = self._proc
         if proc is not None:
-            self._kill(proc)
+            kill_group(proc)
         if self._supervisor is not None:
             self._supervisor.join(timeout=10)
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[str]) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        except ProcessLookupError:
-            pass
 
     def _log(self, line: str) -> None:
         if self.log_file is None:

@@ -119,3 +119,13 @@ def test_dump_manifest_round_trips():
 )
 def test_dockerfile_exposed_ports(dockerfile, ports):
     assert manifests.dockerfile_exposed_ports(dockerfile) == ports
+
+
+def test_dns_label_rules_shared_by_image_service_and_chart_names():
+    from kubevibe.manifests import dns_label
+
+    assert dns_label("Credit Card -- Validator!") == "credit-card-validator"
+    assert dns_label("x" * 80) == "x" * 63
+    assert dns_label("a" * 39 + "-b", max_len=40) == "a" * 39  # never ends with '-'
+    assert dns_label("42 things", letter_first=True, fallback="svc") == "svc"
+    assert dns_label("%%%", fallback="service") == "service"

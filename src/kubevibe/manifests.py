@@ -337,3 +337,14 @@ def dockerfile_exposed_ports(text: str) -> list[int]:
                 continue
             ports.extend(v for v in values if v not in ports)
     return ports
+
+
+def dns_label(text: str, *, max_len: int = 63, fallback: str = "service", letter_first: bool = False) -> str:
+    """A DNS-1123 label from free text: lowercase alphanumerics and single '-', at most max_len characters.
+
+    letter_first: the label must start with a letter (Service and chart names); otherwise fallback is used.
+    """
+    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len].rstrip("-")
+    if not name or (letter_first and not name[0].isalpha()):
+        return fallback
+    return name

@@ -37,6 +37,7 @@ from kubevibe import bank
 from kubevibe.bank import Reference, RouteHandler
 from kubevibe.intent import Endpoint, Intent, Resources, ServiceSpec, TestCase
 from kubevibe.llm.call import ask
+from kubevibe.manifests import dns_label
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
@@ -131,10 +132,8 @@ class ScaffoldPlan(BaseModel):
 
 
 def dns_name(text: str, fallback: str = "service") -> str:
-    """A DNS-1123 label of at most 40 characters (room for suffixes that targets add)."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    name = re.sub(r"-{2,}", "-", name)[:40].rstrip("-")
-    return name if name and name[0].isalpha() else fallback
+    """A service name: a DNS-1123 label of at most 40 characters (room for the suffixes targets add)."""
+    return dns_label(text, max_len=40, fallback=fallback, letter_first=True)
 
 
 def name_from_request(request: str, fallback: str) -> str:

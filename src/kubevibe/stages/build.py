@@ -18,7 +18,13 @@ from typing import Any
 from kubevibe.engines import get_builder, map_base_image
 from kubevibe.errors import KubeVibeError
 from kubevibe.localinfra import BASE_IMAGE
-from kubevibe.manifests import ManifestError, deployments, load_manifest, name_of
+from kubevibe.manifests import (
+    ManifestError,
+    deployments,
+    dns_label,
+    load_manifest,
+    name_of,
+)
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import images
@@ -32,10 +38,8 @@ PUSH_TIMEOUT_S = 300.0
 
 
 def dns_name(text: str, fallback: str = "service") -> str:
-    """A DNS-1123 label (lowercase alphanumerics and '-', 63 characters at most), usable in image names too."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower())
-    name = re.sub(r"-{2,}", "-", name).strip("-")[:63].strip("-")
-    return name or fallback
+    """A DNS-1123 label, usable in image names too."""
+    return dns_label(text, fallback=fallback)
 
 
 def service_name(intent: dict[str, Any] | None, manifest_text: str) -> str:

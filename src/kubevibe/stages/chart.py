@@ -33,7 +33,7 @@ import yaml
 
 from kubevibe import exec as kexec
 from kubevibe import manifests
-from kubevibe.manifests import ManifestError, describe
+from kubevibe.manifests import ManifestError, describe, dns_label
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.validate import Finding, check_manifest
@@ -161,10 +161,8 @@ def check_rendered(text: str, *, ctx: RunContext) -> list[Finding]:
 
 def chart_name(text: str) -> str:
     """A chart (and release) name: DNS-1123, starting with a letter (Service names must), at most 53 characters."""
-    name = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    if not name or not name[0].isalpha():
-        name = f"app-{name}".strip("-")
-    return name[:53].rstrip("-")
+    name = dns_label(text, max_len=53, fallback="")
+    return name if name[:1].isalpha() else dns_label(f"app-{name}", max_len=53, fallback="app")
 
 
 def chart_model(docs: list[dict], *, image: str | None, intent: dict | None, prompt: str = "",

@@ -12,7 +12,13 @@ from typing import Any
 
 import yaml
 
-from kubevibe.pipeline.artifacts import CODE, DOCKERFILE, MANIFEST, REQUIREMENTS, ArtifactSet
+from kubevibe.pipeline.artifacts import (
+    CODE,
+    DOCKERFILE,
+    MANIFEST,
+    REQUIREMENTS,
+    ArtifactSet,
+)
 from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import State
 from kubevibe.records.rundir import RunDir
@@ -202,3 +208,24 @@ def make_context(
 def built_state(image: str = KNOWN_GOOD_IMAGE, **fields: Any) -> RunState:
     """A RunState as after a successful Build of the known-good files (with the intent spec)."""
     return RunState(prompt=KNOWN_GOOD_PROMPT, intent=KNOWN_GOOD_INTENT, image=image, **fields)
+
+
+def load_trusted_app(code: str, tmp_path: Path, name: str = "trusted"):
+    """Import a Flask myapp.py in-process, as a module of its own (state is per module), and return its `app`.
+
+    Only for KubeVibe's own code (the bank's references, or skeletons filled with their bodies): generated code
+    never runs on the host."""
+    import importlib.util
+    import sys
+
+    path = tmp_path / f"{name}_myapp.py"
+    path.write_text(code, encoding="utf-8")
+    module_name = f"kubevibe_trusted_{name}_{id(path)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(module_name, None)
+    return module.app

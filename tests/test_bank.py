@@ -7,11 +7,10 @@ in-process with Flask's test client. Generated code never is (it runs in contain
 from __future__ import annotations
 
 import ast
-import importlib.util
-import sys
 
 import pytest
 import yaml
+from helpers import load_trusted_app
 
 from kubevibe import bank, policy, scaffold
 from kubevibe.intent import TestCase
@@ -24,18 +23,7 @@ IDS = [r.name for r in REFS]
 
 
 def import_reference_app(ref: bank.Reference, tmp_path):
-    """Import the reference's myapp.py from a file, as a module of its own (state is per module)."""
-    path = tmp_path / f"{ref.name.replace('-', '_')}_myapp.py"
-    path.write_text(ref.artifacts.get(names.CODE), encoding="utf-8")
-    module_name = f"kubevibe_bank_{ref.name.replace('-', '_')}_{id(tmp_path)}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(module_name, None)
-    return module.app
+    return load_trusted_app(ref.artifacts.get(names.CODE), tmp_path, ref.name.replace("-", "_"))
 
 
 def test_the_bank_has_the_required_references():

@@ -8,15 +8,14 @@ in containers, by the pipeline (and by the measurement described in kubevibe/sca
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import load_trusted_app
 
 from kubevibe import bank, scaffold
 from kubevibe.intent import Intent, ServiceSpec
@@ -50,21 +49,6 @@ def replay_ctx(tmp_path: Path, answers: list[str], request: str = CC, intent: In
     """A context whose model answers are canned (kubevibe.llm.replay), in order."""
     log = write_replay_log(tmp_path / "answers.jsonl", [("generate", a) for a in answers])
     return make_ctx(tmp_path, ReplayClient.from_settings(str(log), Settings(llm=f"replay:{log}")), request, intent)
-
-
-def load_trusted_app(code: str, tmp_path: Path):
-    """Import a rendered myapp.py whose bodies are the bank's own code (never model output)."""
-    path = tmp_path / "trusted_myapp.py"
-    path.write_text(code, encoding="utf-8")
-    name = f"kubevibe_scaffold_trusted_{id(path)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module.app
 
 
 # -- pure helpers -------------------------------------------------------------------------------------------------

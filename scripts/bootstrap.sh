@@ -3,7 +3,7 @@
 # when already done, so running it again is cheap.
 #
 #   1. Debian packages: podman and its runtime/network helpers, debootstrap, docker-registry, graphviz, python3-venv
-#   2. .venv in the repository root, with `pip install -e ".[dev,embedded]"`
+#   2. .venv in the repository root, with `pip install -e ".[dev,embedded]"` (--test: also the `ray` extra)
 #   3. pinned helm and kubectl binaries in .venv/bin  (python -m kubevibe.tools install)
 #   4. `kubevibe setup`: podman config, local base image (debootstrap + build), local registry
 #
@@ -37,10 +37,14 @@ PACKAGES=(
 TEST_PACKAGES=(chromium fonts-liberation)
 
 RUN_SETUP=1
+EXTRAS="dev,embedded"
 for arg in "$@"; do
   case "$arg" in
     --no-setup) RUN_SETUP=0 ;;
-    --test) PACKAGES+=("${TEST_PACKAGES[@]}") ;;
+    --test)
+      PACKAGES+=("${TEST_PACKAGES[@]}")
+      EXTRAS="dev,embedded,ray" # the Ray executor's tests start a real local Ray cluster
+      ;;
     -h | --help)
       sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
       exit 0
@@ -100,14 +104,14 @@ else
 fi
 
 # Reinstall only when the dependency declaration changed since the last successful install.
-want_stamp="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+want_stamp="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1) $EXTRAS"
 have_stamp="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want_stamp" = "$have_stamp" ] && "$VENV/bin/python" -c 'import kubevibe' 2>/dev/null; then
   say "Python packages: up to date with pyproject.toml (skipped)"
 else
-  say "Python packages: pip install -e \".[dev,embedded]\" (a few minutes on a fresh machine)"
+  say "Python packages: pip install -e \".[$EXTRAS]\" (a few minutes on a fresh machine)"
   step_start
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT[dev,embedded]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT[$EXTRAS]"
   echo "$want_stamp" >"$STAMP"
   step_done "Python packages installed"
 fi

@@ -400,15 +400,14 @@ def runs(
     if not rows:
         out.print(f"no runs under {root}" + (" matching the filters" if outcome or model else ""))
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("run", "outcome", "age", "model", "parent", "verdict", "request"):
-        table.add_column(column, overflow="fold")
-    for r in rows:
-        table.add_row(escape(r.run_id), r.outcome, human_age(r.age_s), escape(r.model or ""), escape(r.parent or ""),
-                      escape(r.verdict), escape(r.request[:80]))
-    out.print(table)
+    # Plain aligned lines (never folded), so the listing reads the same in a terminal, a pipe or a log.
+    cells = [(r.run_id, r.outcome, human_age(r.age_s), r.model or "", r.parent or "-", r.verdict, r.request[:100])
+             for r in rows]
+    header = ("RUN", "OUTCOME", "AGE", "MODEL", "PARENT", "VERIFIED", "REQUEST")
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(5)]
+    for line in [header, *cells]:
+        fixed = "  ".join(text.ljust(width) for text, width in zip(line[:5], widths))
+        out.print(f"{fixed}  {line[5]}  | {line[6]}", highlight=False, markup=False)
 
 
 app.command("runs")(runs)

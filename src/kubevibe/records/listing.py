@@ -50,14 +50,23 @@ def _age(created: str | None, now: datetime) -> float | None:
     return max(0.0, (now - then).total_seconds())
 
 
+def _stamp_of(name: str) -> str | None:
+    """The creation time in a run directory's name (<UTC stamp>-<id>), for a run.json that cannot be read."""
+    try:
+        return datetime.strptime(name.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).isoformat()
+    except ValueError:
+        return None
+
+
 def row_of(run_dir: Path, now: datetime) -> RunRow:
     try:
         run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         if not isinstance(run, dict):
             raise ValueError("not an object")
     except (OSError, ValueError, UnicodeDecodeError):
+        created = _stamp_of(run_dir.name)
         return RunRow(run_id=run_dir.name, path=str(run_dir), model=None, outcome="unreadable", verdict="",
-                      request="", created=None, age_s=None, parent=None)
+                      request="", created=created, age_s=_age(created, now), parent=None)
     llm = run.get("llm") if isinstance(run.get("llm"), dict) else {}
     parent = run.get("parent") if isinstance(run.get("parent"), dict) else {}
     return RunRow(run_id=str(run.get("run_id") or run_dir.name), path=str(run_dir), model=llm.get("model"),

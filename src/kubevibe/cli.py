@@ -135,9 +135,7 @@ def show(
     out.print(f"[bold]{summary['run_id']}[/]  {summary['outcome']}  ({summary['path']})")
     out.print(f"request:  {summary['prompt']}", highlight=False, markup=False)
     if summary.get("lineage"):
-        out.print("refines:  " + " ← ".join(f"{a['run_id']}" + (f" \"{a['prompt']}\"" if a.get("prompt") else "")
-                                            + ("" if a.get("found") else " (missing)") for a in summary["lineage"]),
-                  highlight=False, markup=False)
+        out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
     llm = summary["llm"]
     out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
               f"intent={summary['intent_method']}", highlight=False, markup=False)
@@ -303,6 +301,12 @@ def compare(
 # --- the user's loop: refine a run, take the result away, list the runs (issue 17) -----------------------------------
 
 
+def _lineage_line(lineage: list[dict]) -> str:
+    """The runs a refined run descends from, nearest first: 'ID "request" ← ID "request"'."""
+    return " ← ".join(f"{a['run_id']}" + (f" \"{a['prompt']}\"" if a.get("prompt") else "")
+                      + ("" if a.get("found") else " (missing)") for a in lineage)
+
+
 def _check_push(push: str | None) -> None:
     if push:
         from kubevibe.publish import check_push_target
@@ -450,6 +454,10 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
         out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
+        if summary.get("lineage"):
+            out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
+        if (summary.get("push") or {}).get("ok"):
+            out.print(f"pushed:   {summary['push']['image']}", highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -265,3 +265,9 @@ def test_run_refine_replay_export_push(tmp_path, user_registry, cleanup):
     assert "shop/credit-card" in catalog(user_registry)
     cleanup.extend([f"{user_registry}/shop/credit-card:{values['image']['tag']}", parent_run["push"]["image"]])
     shutil.rmtree(pushed_project)
+    # a registry that does not answer: exit 1 with the reason, and nothing exported
+    unreachable = kubevibe(tmp_path, "export", str(child), str(tmp_path / "nowhere"), "--push",
+                           f"127.0.0.1:{free_port()}/x")
+    assert unreachable.returncode == 1 and "push" in unreachable.stderr and not (tmp_path / "nowhere").exists()
+    cleanup.append(f"127.0.0.1:{unreachable.stderr.split('127.0.0.1:')[1].split('/')[0]}/x/credit-card:"
+                   f"{values['image']['tag']}")

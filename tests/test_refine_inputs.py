@@ -264,3 +264,51 @@ def test_show_prints_the_chain_of_a_refined_run(tmp_path):
     assert 'refines:  p2 "add GET /cards" ← p1 "credit card validation"' in shown.stdout, shown.stdout
     summary = json.loads(cli("show", str(root / "test-model" / "p3"), "--json", cwd=tmp_path).stdout)
     assert [a["run_id"] for a in summary["lineage"]] == ["p2", "p1"]
+
+
+# --- the Refine stage --------------------------------------------------------------------------------------------
+
+
+def _refine_ctx(tmp_path: Path, answer: dict, artifacts: ArtifactSet | None = None, **refine: object):
+    from helpers import make_context
+
+    from kubevibe.llm.replay import ReplayClient, write_replay_log
+    from kubevibe.pipeline.context import RunState
+    from kubevibe.pipeline.fsm import State
+    from kubevibe.settings import Settings
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    log = write_replay_log(tmp_path / "answers.jsonl", [("refine", json.dumps(answer))])
+    llm = ReplayClient.from_settings(str(log), Settings())
+    state = RunState(prompt="p", intent=INTENT, strategy="full",
+                     refine={"request": "add GET /cards", "parent_revision": 0, **refine})
+    return make_context(tmp_path, artifacts, state=state, stage=State.REFINE, llm=llm)
+
+
+def test_refine_stage_adds_the_new_tests_retires_the_named_ones_and_fails_on_no_change(tmp_path):
+    from kubevibe.pipeline.fsm import Outcome
+    from kubevibe.stages import refine
+
+    code = KNOWN_GOOD_CODE + "\n# cards\n"
+    answer = {"explanation": "x", "changes": [{"file": "myapp.py", "content": code}],
+              "endpoints": [{"method": "GET", "path": "/cards"}, {"method": "POST", "path": "/validate"}],
+              "test_cases": [{"name": "cards", "path": "/cards"}], "retired_tests": ["valid"]}
+    result = refine.run(_refine_ctx(tmp_path / "a", answer))
+    assert result.outcome == Outcome.OK and result.artifacts.get("myapp.py") == code
+    spec = result.updates["intent"]["spec"]
+    assert [t["name"] for t in spec["test_cases"]] == ["cards"]  # "valid" retired, "cards" added
+    assert [(e["method"], e["path"]) for e in spec["endpoints"]] == [("POST", "/validate"), ("GET", "/health"),
+                                                                     ("GET", "/cards")]
+    unchanged = {"explanation": "nothing", "changes": [{"file": "myapp.py", "content": KNOWN_GOOD_CODE}]}
+    assert refine.run(_refine_ctx(tmp_path / "b", unchanged)).outcome == Outcome.FAILED
+
+
+def test_a_resumed_refine_without_files_starts_again_from_the_parents(tmp_path):
+    from kubevibe.pipeline.fsm import Outcome
+    from kubevibe.stages import refine
+
+    parent = make_run(tmp_path / "runs", "parent", FULL)
+    answer = {"explanation": "x", "changes": [{"file": "vibe.yaml", "content": KNOWN_GOOD_MANIFEST + "# c\n"}]}
+    result = refine.run(_refine_ctx(tmp_path / "c", answer, ArtifactSet(), parent_dir=str(parent)))
+    assert result.outcome == Outcome.OK
+    assert result.artifacts.get("myapp.py") == KNOWN_GOOD_CODE and result.metrics["changed_files"] == ["vibe.yaml"]

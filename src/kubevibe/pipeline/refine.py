@@ -143,7 +143,8 @@ def _refine_state(state: RunState, followup: str, parent: RunDir, parent_run: di
         "intent": intent,
         "strategy": "full",
         "reference": parent_run.get("reference"),
-        "refine": {"request": followup, "parent_run_id": parent.run_id, "parent_revision": revision},
+        "refine": {"request": followup, "parent_run_id": parent.run_id, "parent_revision": revision,
+                   "parent_dir": str(parent.path)},
     }
     # Where the service file is written in the build context (issue 13), when this build records it.
     service_file = parent_run.get("service_file") or parent_state.get("service_file")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -23,6 +24,7 @@ from kubevibe import prompts
 from kubevibe.intent import Endpoint, Intent, TestCase
 from kubevibe.llm.call import ask
 from kubevibe.pipeline import artifacts as names
+from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.fix import FileChange
 
@@ -38,7 +40,16 @@ class RefineAnswer(BaseModel):
 
 
 def run(ctx: RunContext) -> StageResult:
-    followup = (ctx.state.refine or {}).get("request") or ""
+    refine = ctx.state.refine or {}
+    followup = refine.get("request") or ""
+    base = ctx.artifacts
+    if not base.files and refine.get("parent_dir") is not None:
+        # A refine interrupted before its first answer resumes with no revision of its own: it starts again
+        # from the parent's files.
+        from kubevibe.records.rundir import RunDir
+
+        parent = RunDir(Path(refine["parent_dir"]))
+        base = ArtifactSet.read_from(parent.revision_dir(int(refine.get("parent_revision") or 0)))
     notes: list[Evidence] = []
     if getattr(ctx.settings, "style", None) == "conversational":
         turn = _conversational_turn()
@@ -47,7 +58,7 @@ def run(ctx: RunContext) -> StageResult:
         notes.append(Evidence(kind="note", title="conversational refine not available in this build",
                               detail="the follow-up was sent as a structured change request"))
     intent = Intent.model_validate(ctx.state.intent) if ctx.state.intent else None
-    files = {n: ctx.artifacts.get(n) for n in names.FILES}
+    files = {n: base.get(n) for n in names.FILES}
     tests = [t.name for t in intent.spec.test_cases if t.name] if intent and intent.spec else []
     prompt = prompts.render("refine.j2", intent=intent.for_prompt() if intent else ctx.state.prompt,
                             followup=followup, files=files, test_names=tests)
@@ -59,8 +70,8 @@ def run(ctx: RunContext) -> StageResult:
     refined = answer.value
     proposed = {c.file: c.content if c.content.endswith("\n") or not c.content else c.content + "\n"
                 for c in refined.changes}
-    new = ctx.artifacts.with_changes(proposed)
-    changed = new.changed_files(ctx.artifacts)
+    new = base.with_changes(proposed)
+    changed = new.changed_files(base)
     explanation = Evidence(kind="llm", title="refine explanation", detail=refined.explanation)
     if not changed:
         return StageResult.failed("the refine answer changed no file", evidence=[explanation, *notes])

@@ -144,9 +144,20 @@ def cleanup(tmp_path):
     run_dirs = list(tmp_path.rglob("run.json"))
     for record in run_dirs:
         assert leftovers(record.parent.name) == NOTHING, f"run {record.parent.name} left resources behind"
-    for image in podman("images", "--format", "{{.Repository}}:{{.Tag}}").split():
+    for image in image_names():
         if any(record.parent.name in image for record in run_dirs) or image in extra:
-            podman("rmi", "--force", image)
+            run_command([str(find_tool("podman")), "rmi", "--force", image], timeout=60, env=podman_env())
+
+
+def image_names(attempts: int = 5) -> list[str]:
+    """podman's image list; retried, because another run removing an image at that moment makes the listing fail."""
+    for _ in range(attempts):
+        listed = run_command([str(find_tool("podman")), "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                             timeout=60, env=podman_env())
+        if listed.ok:
+            return listed.stdout.split()
+        time.sleep(1)
+    pytest.fail(f"podman images kept failing: {listed.output}")
 
 
 def test_run_refine_replay_export_push(tmp_path, user_registry, cleanup):
@@ -266,8 +277,7 @@ def test_run_refine_replay_export_push(tmp_path, user_registry, cleanup):
     cleanup.extend([f"{user_registry}/shop/credit-card:{values['image']['tag']}", parent_run["push"]["image"]])
     shutil.rmtree(pushed_project)
     # a registry that does not answer: exit 1 with the reason, and nothing exported
-    unreachable = kubevibe(tmp_path, "export", str(child), str(tmp_path / "nowhere"), "--push",
-                           f"127.0.0.1:{free_port()}/x")
+    nowhere = f"127.0.0.1:{free_port()}/x"
+    cleanup.append(f"{nowhere}/credit-card:{values['image']['tag']}")  # the tag made before the push failed
+    unreachable = kubevibe(tmp_path, "export", str(child), str(tmp_path / "nowhere"), "--push", nowhere)
     assert unreachable.returncode == 1 and "push" in unreachable.stderr and not (tmp_path / "nowhere").exists()
-    cleanup.append(f"127.0.0.1:{unreachable.stderr.split('127.0.0.1:')[1].split('/')[0]}/x/credit-card:"
-                   f"{values['image']['tag']}")

@@ -130,6 +130,15 @@ def test_export_bad_input_is_one_sentence_and_exit_2(tmp_path):
     one_sentence_exit_2(cli("export", str(run), str(a_file / "out"), cwd=tmp_path), "Cannot create")
     one_sentence_exit_2(cli("export", str(run), "/proc/kubevibe-export", cwd=tmp_path), "Cannot create")
     one_sentence_exit_2(cli("export", str(run), str(a_file), cwd=tmp_path), "not a directory")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        one_sentence_exit_2(cli("export", str(run), str(locked), cwd=tmp_path), "read-only")
+        one_sentence_exit_2(cli("export", str(run), str(locked / "sub"), cwd=tmp_path), "read-only")
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "mine.txt").write_text("keep")

@@ -111,14 +111,22 @@ def prepare_target(directory: Path, force: bool) -> bool:
         if any(directory.iterdir()) and not force:
             raise UsageError(f"{directory} is not empty; choose an empty folder, or pass --force to replace the "
                              "exported files in it.")
-        if not os.access(directory, os.W_OK):
-            raise UsageError(f"Cannot write to {directory}: permission denied.")
+        if not _writable(directory):
+            raise UsageError(f"Cannot write to {directory}: it is read-only.")
         return False
+    parent = next((p for p in directory.absolute().parents if p.exists()), None)
+    if parent is not None and parent.is_dir() and not _writable(parent):
+        raise UsageError(f"Cannot create {directory}: {parent} is read-only.")
     try:
         directory.mkdir(parents=True)
     except OSError as exc:
         raise UsageError(f"Cannot create {directory}: {exc.strerror or exc}.") from None
     return True
+
+
+def _writable(path: Path) -> bool:
+    """Writable for us, and not marked read-only for everyone (root may write anyway; a 0555 folder says don't)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def _move_into(staging: Path, directory: Path) -> None:

@@ -150,6 +150,9 @@ def _refine_state(state: RunState, followup: str, parent: RunDir, parent_run: di
     service_file = parent_run.get("service_file") or parent_state.get("service_file")
     if "service_file" in RunState.model_fields and service_file:
         updates["service_file"] = service_file
+    # The conversational style (issue 16) continues the parent's conversation with the follow-up as the next turn.
+    if "conversation" in RunState.model_fields and parent_state.get("conversation"):
+        updates["conversation"] = parent_state["conversation"]
     return state.model_copy(update=updates)
 
 

@@ -8,8 +8,8 @@ follow-up explicitly changes are named in `retired_tests` and leave the spec (re
 
 A refine edits whole files, so the run uses the `full` strategy whatever the parent's was (a scaffold model only
 writes handler bodies). With the conversational style (KUBEVIBE_STYLE, issue 16) the follow-up is the next turn of
-the conversation: `kubevibe.conversation.refine_turn(ctx, followup)` when that module provides it; otherwise the
-structured request below is used and the evidence says so.
+the parent's conversation: `kubevibe.stages.conversational.refine(ctx, followup)` when that module provides it;
+otherwise the structured request below is used and the evidence says so.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.fix import FileChange
 
-CONVERSATIONAL_HOOK = "kubevibe.conversation:refine_turn"
+# Issue 16's conversational Generate/Fix live in kubevibe.stages.conversational; its next turn for a follow-up is
+# `refine(ctx, followup) -> StageResult` there (the parent's conversation is carried in RunState.conversation).
+CONVERSATIONAL_HOOK = "kubevibe.stages.conversational:refine"
 
 
 class RefineAnswer(BaseModel):

@@ -9,10 +9,11 @@ Settings: flag > environment > config file > the parent's value > default; inher
 source "parent:<run id>". Not inherited: the runs directory (default: the parent's runs root, so the runs sit side
 by side), --push, --tests, and a replay LLM spec (the parent's answers are not the refine's).
 
-Acceptance tests: the parent's `acceptance/acceptance.tavern.yaml` is carried over with its source, unless the
-user passes `--tests` again (which then replaces them). When the Settings have a `tests` field (the acceptance
-stage is present), the carried file is handed to it as the run's tests; without it the file is placed where that
-stage would put it, so `export` and later refines still find it.
+Acceptance tests: the parent's `acceptance/acceptance.tavern.yaml` is carried over (copied to the same place in
+the new run, record kept: source, count, and `from_run`), unless the user passes `--tests` again, which replaces
+them. When the acceptance stage is present (RunState.acceptance, issue 12), the carried record is the run's frozen
+tests, and a new `--tests` goes through its own `tests` setting; without it the file still sits where that stage
+reads it, so `export` and later refines find it.
 """
 
 from __future__ import annotations
@@ -101,12 +102,11 @@ def refine_session(parent_path: Path, followup: str, resolved: ResolvedSettings,
     session = new_session(followup, resolved)
     ctx, rundir = session.ctx, session.ctx.rundir
     acceptance = _carry_acceptance(rundir, parent, parent_run, tests if user_tests else None, carried,
-                                   to_stage=has_tests_setting)
-    if acceptance and has_tests_setting and not user_tests:
-        staged = rundir.path / "parent" / "acceptance.tavern.yaml"
-        ctx.settings = ctx.settings.model_copy(update={"tests": staged})
+                                   stage_takes_tests=has_tests_setting)
     ctx.artifacts = ArtifactSet.read_from(parent.revision_dir(good.revision))
     ctx.state = _refine_state(ctx.state, followup, parent, parent_run, parent_state, intent, good.revision)
+    if acceptance and "acceptance" in RunState.model_fields:
+        ctx.state = ctx.state.model_copy(update={"acceptance": acceptance})
     session.start = REFINE_START
 
     run = rundir.read_json("run.json")
@@ -157,19 +157,18 @@ def _refine_state(state: RunState, followup: str, parent: RunDir, parent_run: di
 
 
 def _carry_acceptance(rundir: RunDir, parent: RunDir, parent_run: dict[str, Any], user_tests: Path | None,
-                      carried: Path, *, to_stage: bool) -> dict[str, Any] | None:
-    """Copy the acceptance tests this run starts with; their run.json record (contract 3), or None."""
+                      carried: Path, *, stage_takes_tests: bool) -> dict[str, Any] | None:
+    """Copy the acceptance tests this run starts with to ACCEPTANCE_FILE; their run.json record (contract 3)."""
     if user_tests is not None:
-        if to_stage:
-            return None  # the acceptance stage takes --tests itself and records it
+        if stage_takes_tests:
+            return None  # the acceptance stage freezes --tests itself and records it
         source_file, record = user_tests, {"source": "user"}
     elif carried.is_file() and not carried.is_symlink():
         previous = parent_run.get("acceptance") if isinstance(parent_run.get("acceptance"), dict) else {}
         source_file, record = carried, {"source": previous.get("source") or "user", "from_run": parent.run_id}
     else:
         return None
-    # With the acceptance stage present it copies the file to ACCEPTANCE_FILE itself; it is staged next to it.
-    destination = rundir.path / ("parent/acceptance.tavern.yaml" if to_stage else ACCEPTANCE_FILE)
+    destination = rundir.path / ACCEPTANCE_FILE
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source_file, destination)
     return {**record, "file": ACCEPTANCE_FILE.as_posix(), "tests": count_tavern_tests(destination)}

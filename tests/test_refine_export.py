@@ -281,3 +281,22 @@ def test_run_refine_replay_export_push(tmp_path, user_registry, cleanup):
     cleanup.append(f"{nowhere}/credit-card:{values['image']['tag']}")  # the tag made before the push failed
     unreachable = kubevibe(tmp_path, "export", str(child), str(tmp_path / "nowhere"), "--push", nowhere)
     assert unreachable.returncode == 1 and "push" in unreachable.stderr and not (tmp_path / "nowhere").exists()
+
+
+def test_a_failed_push_turns_the_run_into_an_error_with_the_reason(tmp_path, engine):
+    from helpers import make_context
+
+    from kubevibe.pipeline.context import RunState
+    from kubevibe.pipeline.runner import RunEnd
+    from kubevibe.publish import record_push
+
+    missing = f"{engine}/kubevibe/never-built:{secrets.token_hex(4)}-s1"
+    ctx = make_context(tmp_path, settings_overrides={"push": f"127.0.0.1:{free_port()}/team"},
+                       state=RunState(prompt="p", image=missing))
+    ctx.rundir.write_json("run.json", {"run_id": ctx.run_id, "outcome": "success"})
+    end = record_push(ctx, RunEnd(outcome="success", final_state="SUCCESS", reason="chart packaged"))
+    assert end.outcome == "error" and "not pushed" in end.reason and "podman login" in end.hint
+    record = json.loads((ctx.rundir.path / "run.json").read_text())
+    assert record["outcome"] == "error" and record["push"]["ok"] is False
+    assert record["push"]["image"].endswith("/team/never-built:" + missing.rsplit(":", 1)[1])
+    assert (ctx.rundir.path / "push" / "commands.log").is_file()

@@ -21,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text, never rich markup: "HOST[:PORT][/PATH]" or "[env X]" are literal. This one
+    # setting covers every command, so a new help string with brackets cannot break `--help` again.
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

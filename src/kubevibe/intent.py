@@ -108,6 +108,7 @@ class Intent(BaseModel):
     # "generic" when no reference was close and a one-endpoint spec tested only by GET /health was used.
     spec_from: str | None = None
     judge: dict[str, Any] | None = None  # the last llm-as-a-judge verdict, when used
+    notes: list[str] = Field(default_factory=list)  # what KubeVibe changed in the model's spec (repeats dropped)
 
     def for_prompt(self) -> str:
         if self.spec is None:

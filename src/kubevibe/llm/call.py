@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from pydantic import BaseModel
 
 from kubevibe.llm.base import LLMCallError, LLMRequest, LLMResponse
-from kubevibe.llm.parse import AnswerError, parse_answer
+from kubevibe.llm.parse import AnswerError, parse_answer, repeated_tail
 
 if TYPE_CHECKING:
     from kubevibe.pipeline.context import RunContext
@@ -33,13 +33,15 @@ def schema_for(model: type[BaseModel]) -> dict:
 
 
 def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system: str | None = None,
-        max_tokens: int | None = None) -> Answer[T]:
+        max_tokens: int | None = None, schema: dict | None = None) -> Answer[T]:
+    """`schema` replaces the model's own JSON schema for constrained decoding (e.g. with tighter bounds); the
+    answer is still validated against `model`."""
     s = ctx.settings
     request = LLMRequest(
         purpose=purpose,
         prompt=prompt,
         system=system,
-        json_schema=schema_for(model),
+        json_schema=schema if schema is not None else schema_for(model),
         temperature=s.temperature,
         # A fixed seed would make a retry repeat the failure it retries: vary it by step, reproducibly.
         seed=None if s.seed is None else s.seed + ctx.step,
@@ -70,7 +72,8 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
     except AnswerError as exc:
         reason = str(exc)
         if response.finish_reason == "length":
-            reason += f" The model stopped at the token limit ({request.max_tokens})."
+            reason += f" The model stopped at the token limit ({request.max_tokens})"
+            reason += ", repeating itself." if repeated_tail(response.text) else "."
         record.update(ok=False, error=reason)
         ctx.rundir.append_llm(record)
         return Answer(error=reason, response=response)

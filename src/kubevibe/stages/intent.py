@@ -23,6 +23,7 @@ from kubevibe import prompts
 from kubevibe.intent import Intent, ServiceSpec
 from kubevibe.llm.call import ask
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.spec_limits import INTENT_MAX_TOKENS, limits_for, spec_schema, tidy_spec, unrelated_to_request
 
 JUDGE_THRESHOLD = 7
 
@@ -87,8 +88,9 @@ def run(ctx: RunContext) -> StageResult:
 
 def _summary(intent: Intent) -> str:
     if intent.spec:
+        notes = f" ({'; '.join(intent.notes)})" if intent.notes else ""
         return (f"service spec {intent.spec.name!r}: {len(intent.spec.endpoints)} endpoints, "
-                f"{len(intent.spec.test_cases)} test cases")
+                f"{len(intent.spec.test_cases)} test cases{notes}")
     return f"curated intent ({intent.method}, {len(intent.text)} characters)"
 
 
@@ -112,13 +114,29 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
         text = "Build the service described by this JSON:\n" + json.dumps(data, indent=2)
         return Intent(request=request, method=method, text=text), None
     if method == "json-with-required":
-        prompt = prompts.render("intent_spec.j2", request=request, feedback=feedback)
-        answer = ask(ctx, "intent", prompt, ServiceSpec, system=prompts.render("system.j2"))
+        limits = limits_for(ctx.state.strategy)
+        prompt = prompts.render("intent_spec.j2", request=request, feedback=feedback or _previous_failure(ctx),
+                                limits=limits if limits.check_relevance else None)
+        answer = ask(ctx, "intent", prompt, ServiceSpec, system=prompts.render("system.j2"),
+                     schema=spec_schema(limits),
+                     max_tokens=min(ctx.settings.max_tokens, INTENT_MAX_TOKENS) if limits.check_relevance else None)
         if not answer.ok:
             return None, answer.error
-        spec = answer.value
-        return Intent(request=request, method=method, text=spec.description or request, spec=spec), None
+        spec, notes = tidy_spec(answer.value, limits)
+        if limits.check_relevance:
+            unrelated = unrelated_to_request(spec, request)
+            if unrelated:
+                return None, unrelated
+        intent = Intent(request=request, method=method, text=spec.description or request, spec=spec)
+        intent.notes = notes
+        return intent, None
     raise AssertionError(f"unhandled intent method {method}")  # settings validation admits only the five
+
+
+def _previous_failure(ctx: RunContext) -> str:
+    """Why the last Intent attempt failed, so that a retry is told (the table re-enters Intent after a failure)."""
+    last = ctx.state.last_failure or {}
+    return last.get("summary", "") if last.get("stage") == "INTENT" else ""
 
 
 def _examples(request: str) -> str:

@@ -321,3 +321,37 @@ def test_a_resumed_refine_without_files_starts_again_from_the_parents(tmp_path):
     result = refine.run(_refine_ctx(tmp_path / "c", answer, ArtifactSet(), parent_dir=str(parent)))
     assert result.outcome == Outcome.OK
     assert result.artifacts.get("myapp.py") == KNOWN_GOOD_CODE and result.metrics["changed_files"] == ["vibe.yaml"]
+
+
+def test_refine_carries_the_parents_tests_or_takes_new_ones_and_records_its_parent(tmp_path):
+    from kubevibe.llm.replay import write_replay_log
+
+    root = tmp_path / "runs"
+    parent = make_run(root, "20261201T100000Z-aaa", FULL, acceptance={"source": "benchmark", "tests": 1})
+    (parent / "acceptance").mkdir()
+    (parent / "acceptance/acceptance.tavern.yaml").write_text("test_name: a\nstages: []\n")
+    mine = tmp_path / "mine.tavern.yaml"
+    mine.write_text("test_name: b\nstages: []\n---\ntest_name: c\nstages: []\n")
+    empty_log = write_replay_log(tmp_path / "none.jsonl", [])
+    children = []
+    for extra in ([], ["--tests", str(mine)]):
+        before = set(root.glob("*/*"))
+        # The log has no answer, so REFINE fails and the one-step limit ends the run: only the set-up is checked.
+        proc = cli("refine", str(parent), "add GET /cards", "--llm", f"replay:{empty_log}", "--max-steps", "1",
+                   *extra, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        (child,) = set(root.glob("*/*")) - before
+        children.append(child)
+    carried, given = children
+    record = json.loads((carried / "run.json").read_text())
+    link = record["parent"].pop("run")
+    assert not Path(link).is_absolute() and (carried / link).resolve() == parent.resolve()
+    assert record["parent"] == {"run_id": "20261201T100000Z-aaa", "revision": 0, "verified_to": "CHART"}
+    assert record["acceptance"] | {"source": "benchmark", "tests": 1, "from_run": "20261201T100000Z-aaa"} == \
+        record["acceptance"]
+    assert (carried / "acceptance/acceptance.tavern.yaml").read_text() == "test_name: a\nstages: []\n"
+    assert record["sources"]["runs_dir"] == "parent:20261201T100000Z-aaa" and record["strategy"] == "full"
+    events = [json.loads(line) for line in (carried / "events.jsonl").read_text().splitlines()]
+    assert events[0]["from"] == "REFINE" and events[0]["result"] == "failed"
+    assert (given / "acceptance/acceptance.tavern.yaml").read_text() == mine.read_text()
+    assert json.loads((given / "run.json").read_text())["acceptance"]["source"] == "user"

@@ -361,7 +361,7 @@ def export(
     builder: Annotated[Optional[str], typer.Option("--builder", help="podman or docker (for --push)")] = None,
 ) -> None:
     """A clean project folder: service source, requirements, Dockerfile, Helm chart, Tavern tests, README."""
-    from kubevibe.export import export_run, prepare_target, read_run
+    from kubevibe.export import check_target, export_run, read_run
     from kubevibe.publish import push_image
 
     image = None
@@ -371,9 +371,7 @@ def export(
         source = facts.run.get("image") or facts.state.get("image")
         if not source:
             raise UsageError(f"Run {facts.rundir.run_id} has no image to push.")
-        if directory.exists() and not directory.is_symlink() and directory.is_dir() and any(directory.iterdir()) \
-                and not force:
-            prepare_target(directory, force)  # the refusal, before the push
+        check_target(directory, force)  # a folder that cannot take the export is refused before the push
         record = push_image(source, push, builder_name=builder or facts.run.get("settings", {}).get("builder")
                             or "podman")
         if not record.ok:

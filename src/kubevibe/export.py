@@ -100,8 +100,8 @@ def read_run(path: Path) -> RunFacts:
 # --- the target directory ---------------------------------------------------------------------------------------
 
 
-def prepare_target(directory: Path, force: bool) -> bool:
-    """Check DIR and create it if missing; True if it was created here. One sentence (exit 2) when it cannot be used."""
+def check_target(directory: Path, force: bool) -> None:
+    """Whether DIR can take the export, without changing anything; one sentence (exit 2) when it cannot."""
     directory = Path(directory)
     if directory.is_symlink():
         raise UsageError(f"{directory} is a symbolic link; export writes only into a real directory.")
@@ -113,10 +113,20 @@ def prepare_target(directory: Path, force: bool) -> bool:
                              "exported files in it.")
         if not _writable(directory):
             raise UsageError(f"Cannot write to {directory}: it is read-only.")
-        return False
+        return
     parent = next((p for p in directory.absolute().parents if p.exists()), None)
-    if parent is not None and parent.is_dir() and not _writable(parent):
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"Cannot create {directory}: {parent} is not a directory.")
+    if parent is not None and not _writable(parent):
         raise UsageError(f"Cannot create {directory}: {parent} is read-only.")
+
+
+def prepare_target(directory: Path, force: bool) -> bool:
+    """check_target(), then create DIR if missing; True if it was created here."""
+    check_target(directory, force)
+    directory = Path(directory)
+    if directory.exists():
+        return False
     try:
         directory.mkdir(parents=True)
     except OSError as exc:

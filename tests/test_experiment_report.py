@@ -19,6 +19,7 @@ from kubevibe.experiments.matrix import expand
 from kubevibe.experiments.plan import validate_plan
 from kubevibe.experiments.report import write_report
 from kubevibe.experiments.store import DB_NAME, Store
+from kubevibe.pipeline.fsm import State
 
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
 SCENARIO_CYCLE = ("first-attempt", "fix-loop", "oscillation", "fix-loop")
@@ -115,7 +116,7 @@ def test_report_and_compare_in_headless_chromium(experiments, tmp_path):
                 marks = page.evaluate("document.querySelectorAll('#plot-success circle').length")
                 assert marks == 2
             elif "/runs/" in url:
-                assert page.evaluate("document.querySelectorAll('.graph svg g.node').length") == 10  # every state
+                assert page.evaluate("document.querySelectorAll('.graph svg g.node').length") == len(State)  # every state
             for link in page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
                 target, fragment = urldefrag(link)
                 assert target.startswith(base), f"{url} links outside the report: {link}"

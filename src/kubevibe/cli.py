@@ -53,6 +53,8 @@ KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="kub
                                                        "target  [env KUBECONFIG]")]
 ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig context for the kubernetes target  "
                                                    "[env KUBEVIBE_CONTEXT]")]
+PushOpt = Annotated[Optional[str], typer.Option("--push", help="Push the final image to REGISTRY/PATH with your own "
+                                                "podman/docker login (e.g. ghcr.io/me)  [env KUBEVIBE_PUSH]")]
 
 
 @app.command()
@@ -82,6 +84,7 @@ def run(
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
+    push: PushOpt = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
@@ -95,11 +98,13 @@ def run(
                  fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
-                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry)
+                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
+                 push=push)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 
     destination_of(resolved.settings.registry, resolved.settings.target)  # a bad --registry fails now, not at Build
+    _check_push(resolved.settings.push)
     session = new_session(text, resolved)
     _run_session(session, quiet=quiet, as_json=as_json)
 
@@ -132,6 +137,8 @@ def show(
         return
     out.print(f"[bold]{summary['run_id']}[/]  {summary['outcome']}  ({summary['path']})")
     out.print(f"request:  {summary['prompt']}", highlight=False, markup=False)
+    if summary.get("lineage"):
+        out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
     llm = summary["llm"]
     out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
               f"intent={summary['intent_method']}", highlight=False, markup=False)
@@ -294,6 +301,124 @@ def compare(
     raise typer.Exit(commands.compare(out, a=a, b=b, html=html))
 
 
+# --- the user's loop: refine a run, take the result away, list the runs (issue 17) -----------------------------------
+
+
+def _lineage_line(lineage: list[dict]) -> str:
+    """The runs a refined run descends from, nearest first: 'ID "request" ← ID "request"'."""
+    return " ← ".join(f"{a['run_id']}" + (f" \"{a['prompt']}\"" if a.get("prompt") else "")
+                      + ("" if a.get("found") else " (missing)") for a in lineage)
+
+
+def _check_push(push: str | None) -> None:
+    if push:
+        from kubevibe.publish import check_push_target
+
+        check_push_target(push)  # a bad --push fails now, not after the whole run
+
+
+@app.command()
+def refine(
+    run_dir: Annotated[Path, typer.Argument(help="The run to start from (its last good revision of the files).")],
+    followup: Annotated[str, typer.Argument(help="What to change, e.g. \"add GET /cards that lists the card "
+                                            "types\".")],
+    llm: LlmOpt = None,
+    model: ModelOpt = None,
+    tests: Annotated[Optional[Path], typer.Option("--tests", help="Acceptance tests (Tavern) that replace the "
+                                                  "parent's")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds for the whole run  [env TIMEOUT]")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", "-n", help="Most stage executions  [env N]")] = None,
+    max_fix_attempts: Annotated[Optional[int], typer.Option("--max-fixes", help="Most Fix executions")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the new run goes (default: next to "
+                                                     "the parent)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for the LLM")] = None,
+    push: PushOpt = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+) -> None:
+    """A new run that changes an earlier run's service as a follow-up request says, then builds, checks and
+    charts it again (settings not given are the parent's)."""
+    from kubevibe.pipeline.refine import refine_session
+    from kubevibe.settings import resolve_settings
+
+    flags = dict(llm=llm, model=model, timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts,
+                 runs_dir=runs_dir, seed=seed, push=push)
+    resolved = resolve_settings(flags=flags, config_path=config)
+    _check_push(resolved.settings.push)
+    session = refine_session(run_dir, followup, resolved, tests=tests)
+    _run_session(session, quiet=quiet, as_json=as_json)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="The run to export.")],
+    directory: Annotated[Path, typer.Argument(help="The folder to write the project into (empty or new).")],
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder, replacing the exported "
+                                        "files.")] = False,
+    push: Annotated[Optional[str], typer.Option("--push", help="Push the run's image to REGISTRY/PATH with your "
+                                                "own podman/docker login, and name it in the chart's values")] = None,
+    builder: Annotated[Optional[str], typer.Option("--builder", help="podman or docker (for --push)")] = None,
+) -> None:
+    """A clean project folder: service source, requirements, Dockerfile, Helm chart, Tavern tests, README."""
+    from kubevibe.export import check_target, export_run, read_run
+    from kubevibe.publish import push_image
+
+    image = None
+    if push:
+        _check_push(push)
+        facts = read_run(run_dir)  # a bad RUN fails before anything is pushed
+        source = facts.run.get("image") or facts.state.get("image")
+        if not source:
+            raise UsageError(f"Run {facts.rundir.run_id} has no image to push.")
+        check_target(directory, force)  # a folder that cannot take the export is refused before the push
+        record = push_image(source, push, builder_name=builder or facts.run.get("settings", {}).get("builder")
+                            or "podman")
+        if not record.ok:
+            err.print(f"[red]error:[/] {escape(record.error or 'push failed')}", highlight=False)
+            raise typer.Exit(EXIT_FAIL)
+        out.print(f"pushed {record.image}", highlight=False, markup=False)
+        image = record.image
+    result = export_run(run_dir, directory, force=force, image=image)
+    out.print(f"exported {len(result.files)} files to {result.directory}"
+              + (f"; tests: {result.tests_source}" if result.tests_source else "; no tests")
+              + (f"; chart image {result.image}" if result.image else ""), highlight=False, markup=False)
+
+
+def runs(
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run directories are (default ./runs)")] = None,
+    outcome: Annotated[Optional[str], typer.Option("--outcome", help="Only runs with this outcome (success, fail, "
+                                                   "unverified, error, interrupted, running)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only runs of this model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+) -> None:
+    """The runs under the runs directory, newest first: outcome, verdict, request, age, lineage."""
+    from kubevibe.records.listing import human_age, list_runs
+    from kubevibe.settings import resolve_settings
+
+    root = resolve_settings(flags=dict(runs_dir=runs_dir), config_path=config).settings.runs_dir
+    rows = list_runs(Path(root), outcome=outcome, model=model)
+    if as_json:
+        out.print_json(json.dumps([r.model_dump() for r in rows]))
+        return
+    if not rows:
+        out.print(f"no runs under {root}" + (" matching the filters" if outcome or model else ""))
+        return
+    # Plain aligned lines (never folded), so the listing reads the same in a terminal, a pipe or a log.
+    cells = [(r.run_id, r.outcome, human_age(r.age_s), r.model or "", r.parent or "-", r.verdict, r.request[:100])
+             for r in rows]
+    header = ("RUN", "OUTCOME", "AGE", "MODEL", "PARENT", "VERIFIED", "REQUEST")
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(5)]
+    for line in [header, *cells]:
+        fixed = "  ".join(text.ljust(width) for text, width in zip(line[:5], widths))
+        out.print(f"{fixed}  {line[5]}  | {line[6]}", highlight=False, markup=False)
+
+
+app.command("runs")(runs)
+app.command("ls", help="Alias of `runs`.")(runs)
+
+
 def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
     if prompt_file is not None:
         if prompt is not None:
@@ -330,6 +455,10 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
         out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
+        if summary.get("lineage"):
+            out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
+        if (summary.get("push") or {}).get("ok"):
+            out.print(f"pushed:   {summary['push']['image']}", highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -50,6 +50,8 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
+    # `--push REGISTRY/PATH` (issue 17): where the final image goes with the user's own credentials.
+    push: str | None = None
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -80,6 +82,7 @@ ENV_VARS: dict[str, str] = {
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
+    "push": "KUBEVIBE_PUSH",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

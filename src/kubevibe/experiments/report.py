@@ -36,6 +36,7 @@ from kubevibe.experiments.metrics import (
 )
 from kubevibe.experiments.store import DB_NAME, Store, open_results
 from kubevibe.pipeline.context import trim_middle
+from kubevibe.records.lineage import chain
 from kubevibe.records.rundir import RunDir
 from kubevibe.records.show import tests_from, verification_line
 
@@ -204,6 +205,7 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
         "run_path": str(path.resolve()) if path else None,
         "found": rundir is not None,
         "verified": verification_line(record.get("verified") or {}, tests_from(record)),
+        "lineage": chain(path) if rundir else [],  # a refined run's ancestors, nearest first
         "events": events,
         "fixes": fix_data(rundir, executions) if rundir else [],
         "failures": [e for e in executions if e["result"] == "failed" and e["stage"] != "FIX"],

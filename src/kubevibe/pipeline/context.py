@@ -104,6 +104,8 @@ class RunState(BaseModel):
     connect_report: dict[str, Any] | None = None
     chart: str | None = None  # path of the packaged chart, relative to the run dir
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
+    # `kubevibe refine`: {"request": the follow-up, "parent_run_id", "parent_revision"}; None for a new request.
+    refine: dict[str, Any] | None = None
 
 
 class Interrupted(BaseException):

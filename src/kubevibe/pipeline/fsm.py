@@ -20,6 +20,7 @@ class State(StrEnum):
     CONNECT = "CONNECT"
     CHART = "CHART"
     FIX = "FIX"
+    REFINE = "REFINE"  # the first state of `kubevibe refine`: a follow-up change to a parent run's files
     SUCCESS = "SUCCESS"
     FAIL = "FAIL"
 
@@ -41,6 +42,9 @@ class Transition(NamedTuple):
 
 
 START = State.INTENT
+# Where runs may begin: a new request at INTENT, a refinement of an earlier run at REFINE (then Build onwards).
+REFINE_START = State.REFINE
+ENTRY_STATES = frozenset({START, REFINE_START})
 TERMINAL = frozenset({State.SUCCESS, State.FAIL})
 
 # The order of the main path; used for display and to pick "the earliest invalidated stage".
@@ -68,6 +72,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.FIX, Outcome.REGENERATE, State.GENERATE),
     # A fix whose LLM call failed or that changed nothing is a failure: ask for a fix again (bounded).
     _T(State.FIX, Outcome.FAILED, State.FIX),
+    # Refine: the follow-up's changes to the parent's files need a new image; an unusable answer is asked again.
+    _T(State.REFINE, Outcome.OK, State.BUILD),
+    _T(State.REFINE, Outcome.FAILED, State.REFINE),
 ) + tuple(_T(s, Outcome.LIMIT, State.FAIL) for s in State if s not in TERMINAL)
 
 # A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped

@@ -20,6 +20,7 @@ from kubevibe.records.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
 
 MAX_PROMPT_CHARS = 20_000
+PUSHED_OUTCOMES = ("success", "unverified")  # --push: only an image that was deployed and answered leaves
 
 
 def check_prompt(prompt: str) -> str:
@@ -54,9 +55,14 @@ class Session:
 
     def run(self, reporter: Reporter | None = None) -> RunEnd:
         try:
-            return Runner(self.ctx, self.counters, reporter).run(self.start)
+            end = Runner(self.ctx, self.counters, reporter).run(self.start)
         finally:
             self.ctx.llm.close()
+        if self.ctx.settings.push and end.outcome in PUSHED_OUTCOMES:
+            from kubevibe.publish import record_push
+
+            end = record_push(self.ctx, end)
+        return end
 
 
 def new_session(prompt: str, resolved: ResolvedSettings) -> Session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kubevibe.records.lineage import chain
 from kubevibe.records.rundir import RunDir
 
 
@@ -36,6 +37,9 @@ def run_summary(path: Path) -> dict[str, Any]:
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
         "tests_from": tests_from(run),
+        "parent": run.get("parent"),
+        "lineage": chain(rundir.path),  # the runs this one refines, nearest first
+        "push": run.get("push"),
         "transitions": [
             {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
              "duration_s": e.get("duration_s"), "reason": e.get("reason")}

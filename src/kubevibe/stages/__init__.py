@@ -20,6 +20,7 @@ STAGE_FUNCTIONS: dict[State, str] = {
     State.CONNECT: "kubevibe.stages.connect:run",
     State.CHART: "kubevibe.stages.chart:run",
     State.FIX: "kubevibe.stages.fix:run",
+    State.REFINE: "kubevibe.stages.refine:run",
 }
 
 

@@ -50,6 +50,7 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
+    slo: Path | None = Field(None, description="YAML file of service-level objectives checked under load (LOAD)")
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -80,6 +81,7 @@ ENV_VARS: dict[str, str] = {
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
+    "slo": "KUBEVIBE_SLO",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

@@ -125,3 +125,9 @@ def effective_slo(stated: dict[str, Any] | None, intent: dict[str, Any] | None) 
         return SLO.model_validate(stated), "file"
     slo = extracted_slo(intent)
     return (slo, "intent") if slo else (None, None)
+
+
+def objectives_text(stated: dict[str, Any] | None, intent: dict[str, Any] | None) -> str:
+    """The SLO in force, described for a prompt ("" when none)."""
+    slo, _source = effective_slo(stated, intent)
+    return slo.describe() if slo is not None else ""

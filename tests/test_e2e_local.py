@@ -104,10 +104,10 @@ def test_known_good_set_reaches_success_and_its_chart_renders(runs):
     assert code == 0, summary
     assert summary["outcome"] == "success"
     assert [s for s, _, _ in path_of(summary)] == ["INTENT", "GENERATE", "BUILD", "VALIDATE", "DEPLOY", "CONNECT",
-                                                   "CHART"]
+                                                   "LOAD", "CHART"]
     verified = summary["verified"]
     assert verified | {"tests_passed": 2, "tests_total": 2} == verified
-    assert all(verified[k] for k in ("built", "validated", "deployed", "reachable", "charted"))
+    assert all(verified[k] for k in ("built", "validated", "deployed", "reachable", "load", "charted"))
     tgz = run / summary["chart"]
     assert tgz.is_file() and tgz.suffix == ".tgz"
     rendered = run_command([str(find_tool("helm")), "template", "release", str(tgz)], timeout=60)

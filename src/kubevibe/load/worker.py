@@ -3,7 +3,7 @@
 Locust imports gevent and monkey-patches the whole process (sockets, threads, time), so it must never be
 imported by the run process: the LOAD stage starts this module as a subprocess, hands it a job (kubevibe.load.plan
 .LoadJob as JSON) and reads back one sample per request. Locust runs as a library: no web UI, no locustfile, a
-local runner with one user per request per second of offered load (each user paced by `constant_throughput`),
+local runner with one user per request per second of offered load, paced so that arrivals are evenly spaced,
 stopped after the job's duration or its request budget, whichever comes first; users may finish the request they
 are in for up to the request timeout.
 """
@@ -39,32 +39,41 @@ def main(argv: list[str]) -> int:
 
 def run_job(job: LoadJob) -> dict[str, Any]:
     import gevent
-    from locust import HttpUser, constant_throughput, task
+    from locust import HttpUser, task
     from locust.env import Environment
 
     users = max(1, min(job.max_users, math.ceil(job.rps)))
-    per_user = job.rps / users
+    interval = 1.0 / job.rps  # between two requests of the whole load: arrivals are evenly spaced
     # [start offset s, response time ms, status (0: no answer), request index, "timeout"/"connection"/""]
     samples: list[list[Any]] = []
     servers: list[str] = []
     errors: dict[str, int] = {}
     started = time.monotonic()
-    state = {"sent": 0}
+    state = {"sent": 0, "users": 0, "t0": 0.0}
     calls = job.requests
 
     class ServiceUser(HttpUser):
+        """User i sends the requests of slots i, i + users, i + 2 users, ... (slot k at t0 + k x interval), so the
+        offered load is an even `rps` as long as an answer takes less than users x interval (one second); a slower
+        service falls behind, which the achieved rate shows."""
+
         host = job.base_url
-        wait_time = constant_throughput(per_user)
+
+        def wait_time(self) -> float:
+            self.slot += users
+            return max(0.0, state["t0"] + self.slot * interval - time.monotonic())
 
         def on_start(self) -> None:
             self.client.trust_env = False  # no HTTP(S)_PROXY between us and the loopback port
-            self.index = random.randrange(len(calls))
-            gevent.sleep(random.uniform(0, 1.0 / per_user))  # spread the users' first requests over one period
+            self.slot = state["users"]
+            state["users"] += 1
+            self.index = self.slot % len(calls)
+            gevent.sleep(max(0.0, state["t0"] + self.slot * interval - time.monotonic()))
 
         @task
         def call(self) -> None:
-            if state["sent"] >= job.max_requests:
-                gevent.sleep(0.05)
+            if state["sent"] >= job.max_requests or self.slot * interval >= job.duration_s:
+                gevent.sleep(0.05)  # the budget or the window is used up: wait to be stopped
                 return
             state["sent"] += 1
             index, self.index = self.index, (self.index + 1) % len(calls)
@@ -94,11 +103,12 @@ def run_job(job: LoadJob) -> dict[str, Any]:
     env = Environment(user_classes=[ServiceUser], stop_timeout=job.request_timeout_s, catch_exceptions=True)
     env.events.request.add_listener(on_request)
     runner = env.create_local_runner()
-    runner.start(user_count=users, spawn_rate=users)
-    stop_at = time.monotonic() + job.duration_s
+    state["t0"] = time.monotonic() + 0.5  # the users start up first
+    runner.start(user_count=users, spawn_rate=max(users, 100))
+    stop_at = state["t0"] + job.duration_s
     while time.monotonic() < stop_at and state["sent"] < job.max_requests:
         gevent.sleep(0.05)
-    load_end = time.monotonic() - started
+    load_end = time.monotonic() - state["t0"]
     runner.quit()  # users get stop_timeout to finish the request they are in
     runner.greenlet.join(timeout=job.request_timeout_s + 5)
     return {"samples": samples, "servers": servers, "errors": errors, "users": users,

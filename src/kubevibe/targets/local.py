@@ -481,7 +481,7 @@ def parse_size(text: str) -> int | None:
     m = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", text or "")
     if not m or m.group(2).lower() not in _UNITS:
         return None
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return round(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def parse_duration(text: str) -> float | None:

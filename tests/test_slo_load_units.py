@@ -266,3 +266,10 @@ def test_podman_stats_are_read_into_usage():
     assert usage.memory_bytes == 12_690_000 and usage.memory_limit_bytes == 268_400_000
     assert parse_size("128MiB") == 128 * 2**20 and parse_size("n/a") is None
     assert parse_duration("64.28ms") == pytest.approx(0.06428) and parse_duration("soon") is None
+
+
+def test_kubectl_top_is_read_into_usage():
+    from kubevibe.targets.kubernetes import top_usage
+
+    (usage,) = top_usage("web-1 app 3m 21Mi\nother-pod app 1m 1Mi\nnot a line\n", {"web-1"})
+    assert (usage.pod, usage.container, usage.cpu_cores, usage.memory_bytes) == ("web-1", "app", 0.003, 21 * 2**20)

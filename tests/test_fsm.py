@@ -22,7 +22,7 @@ def test_main_path_reaches_success():
 
 
 def test_container_stage_failures_go_to_fix_and_fix_resumes_where_invalidated():
-    for state in (State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.CHART):
+    for state in (State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.LOAD, State.CHART):
         assert next_state(state, Outcome.FAILED) == State.FIX
     assert next_state(State.FIX, Outcome.RESUME_BUILD) == State.BUILD
     assert next_state(State.FIX, Outcome.RESUME_VALIDATE) == State.VALIDATE
@@ -62,3 +62,8 @@ def test_resume_outcome_routing():
 def test_refine_goes_to_build_and_retries_an_unusable_answer():
     assert next_state(State.REFINE, Outcome.OK) == State.BUILD
     assert next_state(State.REFINE, Outcome.FAILED) == State.REFINE
+def test_load_follows_connect_and_the_deployed_states_resume_at_deploy():
+    assert next_state(State.CONNECT, Outcome.OK) == State.LOAD
+    assert next_state(State.LOAD, Outcome.OK) == State.CHART
+    assert fsm.DEPLOYED_STATES == {State.CONNECT, State.LOAD}
+    assert all(fsm.RESUME_REDIRECT[s] == State.DEPLOY for s in fsm.DEPLOYED_STATES)

@@ -85,6 +85,9 @@ def run(
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
     push: PushOpt = None,
+    slo: Annotated[Optional[Path], typer.Option("--slo", help="YAML file of service-level objectives (load.rps, "
+                   "load.duration_s, latency_ms.p50/p95/p99, error_rate_max, memory_mib_max) checked under load "
+                   "by the LOAD stage  [env KUBEVIBE_SLO]")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
@@ -99,7 +102,7 @@ def run(
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
-                 push=push)
+                 push=push, slo=slo)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 
@@ -129,7 +132,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
-    from kubevibe.records.show import run_summary, verification_line
+    from kubevibe.records.show import load_line, run_summary, verification_line
 
     summary = run_summary(run_dir)
     if as_json:
@@ -148,6 +151,10 @@ def show(
         out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
                   f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
     out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", markup=False)
+    if load_line(summary["load"], summary["slo"]):
+        out.print(f"load:     {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
+    if summary["resources"]:
+        out.print(f"resources: {summary['resources']}", highlight=False, markup=False)
     if summary["image"]:
         out.print(f"image:    {summary['image']}")
     if summary["chart"]:
@@ -438,7 +445,7 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     from kubevibe.console import ConsoleReporter
-    from kubevibe.records.show import run_summary, verification_line
+    from kubevibe.records.show import load_line, run_summary, verification_line
 
     show_progress = not (quiet or as_json)
     if show_progress:
@@ -459,6 +466,8 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
             out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
         if (summary.get("push") or {}).get("ok"):
             out.print(f"pushed:   {summary['push']['image']}", highlight=False, markup=False)
+        if load_line(summary["load"], summary["slo"]) and not quiet:
+            out.print(f"load: {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -52,6 +52,7 @@ class Settings(BaseModel):
     registry: str | None = None
     # `--push REGISTRY/PATH` (issue 17): where the final image goes with the user's own credentials.
     push: str | None = None
+    slo: Path | None = Field(None, description="YAML file of service-level objectives checked under load (LOAD)")
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -83,6 +84,7 @@ ENV_VARS: dict[str, str] = {
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
     "push": "KUBEVIBE_PUSH",
+    "slo": "KUBEVIBE_SLO",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

@@ -35,7 +35,7 @@ from kubevibe.settings import IntentMethod, Settings
 
 # Settings the matrix itself sets for each run; a plan may not override them through `settings`.
 MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "runs_dir"})
-PATH_SETTINGS = frozenset({"kubeconfig"})
+PATH_SETTINGS = frozenset({"kubeconfig", "slo"})  # relative to the plan file
 
 Strategy = Literal["auto", "scaffold", "full"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.errors import UsageError
-from kubevibe.experiments.metrics import executions_from_events, repair_episodes, run_metrics
+from kubevibe.experiments.metrics import executions_from_events, performance_fixes, repair_episodes, run_metrics
 from kubevibe.records.rundir import RunDir
 
 DB_NAME = "experiment.sqlite"
@@ -120,6 +120,15 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX llm_calls_cell ON llm_calls (cell_key);
         CREATE INDEX revisions_cell ON revisions (cell_key);
         CREATE INDEX runs_group ON runs (model_label, intent_method, strategy, status);
+    """),
+    (3, "objectives under load (LOAD stage)", """
+        ALTER TABLE runs ADD COLUMN slo_stated INTEGER;
+        ALTER TABLE runs ADD COLUMN slo_met INTEGER;
+        ALTER TABLE runs ADD COLUMN load_p95_ms REAL;
+        ALTER TABLE runs ADD COLUMN load_achieved_rps REAL;
+        ALTER TABLE runs ADD COLUMN load_error_rate REAL;
+        ALTER TABLE runs ADD COLUMN load_peak_memory_mib REAL;
+        ALTER TABLE runs ADD COLUMN performance_fixes INTEGER;
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -292,6 +301,7 @@ class Store:
             "started": run.get("created"),
             "finished": run.get("finished") if status in ("success", "fail", "error") else None,
             "resumed": len(run.get("resumed") or []),
+            **load_columns(run, executions),
             **extra,
         }
         with self.db:
@@ -425,6 +435,21 @@ def _identity_from_run(run: dict[str, Any], run_id: str) -> dict[str, Any]:
             "llm": settings.get("llm") or llm.get("spec"), "model": llm.get("model"),
             "intent_method": settings.get("intent_method"), "strategy": settings.get("strategy"),
             "prompt_index": None, "prompt": run.get("prompt"), "repetition": None}
+
+
+def load_columns(run: dict[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The LOAD stage's figures of a run: whether objectives were stated and met, and the fixes spent on them."""
+    slo = (run.get("verdict") or {}).get("slo")
+    load = run.get("load") or {}
+    return {
+        "slo_stated": int(slo is not None),
+        "slo_met": None if slo is None else int(bool(slo.get("met"))),
+        "load_p95_ms": load.get("p95_ms"),
+        "load_achieved_rps": load.get("achieved_rps"),
+        "load_error_rate": load.get("error_rate"),
+        "load_peak_memory_mib": load.get("peak_memory_mib"),
+        "performance_fixes": performance_fixes(executions),
+    }
 
 
 def _evidence_count(rundir: RunDir, step: int, stage: str) -> int | None:

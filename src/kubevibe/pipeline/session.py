@@ -18,6 +18,7 @@ from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
 from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
 from kubevibe.records.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
+from kubevibe.slo import load_slo_file
 
 MAX_PROMPT_CHARS = 20_000
 PUSHED_OUTCOMES = ("success", "unverified")  # --push: only an image that was deployed and answered leaves
@@ -68,9 +69,11 @@ class Session:
 def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
     prompt = check_prompt(prompt)
     settings = resolved.settings
+    # A bad SLO file is bad input: it stops the run before anything is created (exit 2).
+    slo = load_slo_file(settings.slo).model_dump(mode="json") if settings.slo else None
     llm, choice = make_client(settings)
     rundir = RunDir.create(settings.runs_dir, llm.model)
-    state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm))
+    state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm), slo=slo)
     rundir.write_json("run.json", {
         "run_id": rundir.run_id,
         "prompt": prompt,
@@ -86,6 +89,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
                    "max_fix_attempts": settings.max_fix_attempts,
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
+        "slo": {"objectives": slo, "source": "file", "file": str(settings.slo)} if slo else None,
     })
     ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
                      run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)

@@ -19,6 +19,7 @@ from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import resume_outcome
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult, trim_middle
 from kubevibe.pipeline.fsm import Outcome
+from kubevibe.slo import objectives_text
 
 # Roughly 3 characters per token; the rest of the context goes to the files and the instructions.
 CHARS_PER_TOKEN = 3
@@ -81,7 +82,7 @@ def build_prompt(ctx: RunContext, failure: dict) -> str:
         "fix.j2",
         stage=failure.get("stage", "unknown"),
         summary=failure.get("summary", ""),
-        intent=intent.for_prompt() if intent else ctx.state.prompt,
+        intent=intent.for_prompt(objectives_text(ctx.state.slo, ctx.state.intent)) if intent else ctx.state.prompt,
         evidence=render_evidence(evidence, budget),
         files=files,
     )

@@ -51,6 +51,13 @@ KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="kub
 ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig context for the kubernetes target  "
                                                    "[env KUBEVIBE_CONTEXT]")]
 
+# Where an experiment's (or bench's) cells run: docs/ray.md.
+ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where the runs execute: local (processes "
+                                                    "here) or ray (tasks on a Ray cluster)  [env KUBEVIBE_EXECUTOR]")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the cluster's "
+                                                      "address (HOST:PORT or ray://HOST:PORT); none: a local Ray "
+                                                      "instance for the experiment  [env RAY_ADDRESS]")]
+
 
 @app.command()
 def run(
@@ -251,6 +258,8 @@ def experiment(
                                                             "executions per run")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Without a plan: base seed (repetition r: "
                                                 "seed + r)")] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run a matrix of models x intent methods x strategies x prompts x repetitions; resumable."""
     from kubevibe.experiments import commands
@@ -260,7 +269,8 @@ def experiment(
                  repetitions=repetitions,
                  settings=dict(timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts, seed=seed))
     code = commands.experiment(out, plan_path=plan, directory=directory, workers=workers, dry_run=dry_run,
-                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags)
+                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags,
+                               executor=executor, ray_address=ray_address)
     raise typer.Exit(code)
 
 

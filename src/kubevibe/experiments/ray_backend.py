@@ -57,8 +57,8 @@ def import_ray() -> Any:
 
 
 class Coordinator:
-    """A tiny actor (no CPU) the tasks report to and poll: where each attempt started, and whether to stop
-    (0 run, 1 interrupt cleanly, 2 kill)."""
+    """A tiny actor (no CPU) the tasks report to and poll: where each try of a cell started (its number, node id,
+    host name), and whether to stop (0 run, 1 interrupt cleanly, 2 kill)."""
 
     def __init__(self) -> None:
         self.level = 0
@@ -70,17 +70,22 @@ class Coordinator:
     def stop_level(self) -> int:
         return self.level
 
-    def started(self, key: str, attempt: int, node: str, host: str) -> None:
-        self.starts[key] = (attempt, node, host)
+    def started(self, key: str, try_no: int, node: str, host: str) -> None:
+        self.starts[key] = (try_no, node, host)
 
     def where(self) -> dict[str, tuple[int, str, str]]:
         return dict(self.starts)
 
 
 # -- worker side ----------------------------------------------------------------------------------------------
-def _die_with_worker() -> None:
-    """In the run's process before exec: SIGTERM when the Ray worker that started it dies, so the run cleans up
-    (its cleanups tear down what it deployed) instead of living on unwatched."""
+def _run_process_setup() -> None:
+    """In the run's process before exec. A Ray worker runs tasks with SIGINT blocked, and a blocked (or ignored)
+    signal stays so across exec, so the run would never see Ctrl-C: it gets the default mask and handlers back.
+    And SIGTERM when the Ray worker that started it dies, so the run cleans up (its cleanups tear down what it
+    deployed) instead of living on unwatched."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         import ctypes
 
@@ -98,14 +103,14 @@ def _pack(root: Path, rel: str) -> bytes:
 
 
 def run_cell(job_data: dict[str, Any], inputs: dict[str, bytes], resume_tar: bytes | None,
-             coordinator: Any) -> dict[str, Any]:
+             coordinator: Any, try_no: int) -> dict[str, Any]:
     """A Ray task: run one cell's `kubevibe` command on this node and return its runs/<key>/ packed."""
     import ray
 
     job = CellJob(**{**job_data, "env_keys": frozenset(job_data["env_keys"])})
     node = ray.get_runtime_context().get_node_id()
     host = socket.gethostname()
-    coordinator.started.remote(job.key, job.attempt, node, host)
+    coordinator.started.remote(job.key, try_no, node, host)
     work = Path(tempfile.mkdtemp(prefix="kubevibe-cell-"))
     try:
         if _stop_level(coordinator) > 0:
@@ -120,7 +125,7 @@ def run_cell(job_data: dict[str, Any], inputs: dict[str, bytes], resume_tar: byt
         with log_path.open("w", encoding="utf-8") as log:
             proc = subprocess.Popen(kubevibe_argv(job), cwd=work, env=child_env(job.env_keys),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_die_with_worker)
+                                    start_new_session=True, preexec_fn=_run_process_setup)
             rc = _watch(proc, coordinator)
         return {"rc": rc, "log": log_path.read_text(encoding="utf-8", errors="replace"),
                 "runs": _pack(work, f"runs/{job.key}"), "node": node, "host": host}
@@ -174,18 +179,18 @@ class _RayHandle(CellHandle):
 
     def _submit(self) -> Any:
         self.tries += 1
-        return self.backend.submit(self.job)
+        return self.backend.submit(self.job, self.tries)
 
     def _say(self, text: str) -> None:
         with self.log.open("a", encoding="utf-8") as out:
             out.write(text if text.endswith("\n") else text + "\n")
 
-    def _announce(self) -> None:
+    def _announce(self, fresh: bool = False) -> None:
         """Write to the cell's log on which node this try runs, once the task said so."""
         if self.announced == self.tries:
             return
-        where = self.backend.starts().get(self.job.key)
-        if where is not None and where != self.where:
+        where = self.backend.starts(fresh).get(self.job.key)
+        if where is not None and where[0] == self.tries:
             self.where = where
             self.announced = self.tries
             self._say(f"--- try {self.tries} of attempt {self.job.attempt} runs on Ray node {where[1]} ({where[2]})")
@@ -205,6 +210,7 @@ class _RayHandle(CellHandle):
             self._say("interrupted: the Ray task of this cell was cancelled")
             return 130
         except ray.exceptions.RayError as exc:  # the worker or its node died, or the result was lost with it
+            self._announce(fresh=True)
             node = f" on Ray node {self.where[1]} ({self.where[2]})" if self.where else ""
             reason = f"{type(exc).__name__}{node}"
             if self.tries >= MAX_ATTEMPTS:
@@ -238,6 +244,8 @@ class RayCluster(CellBackend):
         self._starts: dict[str, tuple[int, str, str]] = {}
         self._starts_at = 0.0
         self._stop_level = 0
+        # What one run asks of a node: a unit of kubevibe_local and no CPU (it mostly waits on its subprocess).
+        self._per_run: dict[str, Any] = {"num_cpus": 0, "resources": {RESOURCE: 1}}
 
     def describe(self) -> str:
         return f"ray at {self.address}" if self.address else "ray (a local instance for this experiment)"
@@ -251,12 +259,18 @@ class RayCluster(CellBackend):
                 ray.init(address=self.address, **quiet)
             except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError by Ray version
                 raise UsageError(f"Cannot connect to the Ray cluster at {self.address}: {_one_line(exc)}") from None
-            capacity = int(ray.cluster_resources().get(RESOURCE, 0))
-            if capacity < 1:
-                self.close()
-                raise UsageError(f"No node of the Ray cluster at {self.address} offers the custom resource "
-                                 f"{RESOURCE}; start the workers with ray start --address {self.address} "
-                                 f"--resources '{{\"{RESOURCE}\": 1}}' (one per run the host can carry).")
+            total = ray.cluster_resources()
+            capacity = int(total.get(RESOURCE, 0))
+            if capacity < 1:  # a cluster not set up for KubeVibe: still usable, one run per CPU
+                capacity = int(total.get("CPU", 0))
+                if capacity < 1:
+                    self.close()
+                    raise UsageError(f"The Ray cluster at {self.address} has no node that offers {RESOURCE} or a "
+                                     f"CPU; start workers with ray start --address {self.address} --resources "
+                                     f"'{{\"{RESOURCE}\": 1}}' (one per run the host can carry).")
+                self._per_run = {"num_cpus": 1}
+                progress(f"no node of the Ray cluster declares {RESOURCE}: each run takes one CPU instead "
+                         f"(declare it with ray start --resources '{{\"{RESOURCE}\": N}}', N runs at a time)")
         else:
             capacity = workers or plan_workers
             # Short: Ray's socket paths under it must stay below the 107-character limit of Unix sockets.
@@ -269,21 +283,22 @@ class RayCluster(CellBackend):
         actor = ray.remote(num_cpus=0, max_restarts=0)(Coordinator)
         self.coordinator = actor.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
-        self._remote = ray.remote(run_cell).options(num_cpus=0, resources={RESOURCE: 1}, max_retries=0)
-        progress(f"executor: {self.describe()}, {capacity} × {RESOURCE} in the cluster")
+        self._remote = ray.remote(run_cell).options(**self._per_run, max_retries=0)
+        unit = RESOURCE if "resources" in self._per_run else "CPU"
+        progress(f"executor: {self.describe()}, {capacity} × {unit} in the cluster")
         return workers or capacity
 
-    def submit(self, job: CellJob) -> Any:
+    def submit(self, job: CellJob, try_no: int) -> Any:
         inputs = {rel: (self.exp_path / rel).read_bytes() for rel in job.inputs}
         resume_tar = _pack(self.exp_path, job.resume) if job.resume else None
         data = {**asdict(job), "env_keys": sorted(job.env_keys)}
-        return self._remote.remote(data, inputs, resume_tar, self.coordinator)
+        return self._remote.remote(data, inputs, resume_tar, self.coordinator, try_no)
 
     def launch(self, job: CellJob, log: Path) -> CellHandle:
         return _RayHandle(self, job, log)
 
-    def starts(self) -> dict[str, tuple[int, str, str]]:
-        if time.monotonic() - self._starts_at >= START_POLL_S:
+    def starts(self, fresh: bool = False) -> dict[str, tuple[int, str, str]]:
+        if fresh or time.monotonic() - self._starts_at >= START_POLL_S:
             self._starts_at = time.monotonic()
             try:
                 self._starts = self.ray.get(self.coordinator.where.remote(), timeout=10)

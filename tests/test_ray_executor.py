@@ -9,6 +9,7 @@ nothing is left running afterwards (Ray processes, the runs' processes, pods, ne
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -25,7 +26,8 @@ from exp_helpers import slow_model_server
 from loopback import json_server
 from ray_helpers import RayCluster, leftovers, remove_root, short_temp_root
 
-pytest.importorskip("ray")
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="ray is not installed: pip install 'kubevibe[ray]'")
 
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
 CALLER_SETTINGS = ("MODEL", "N", "TIMEOUT", "INTENT_METHOD", "IVAL_METHOD", "FIXFZERO", "KUBEVIBE_LLM",
@@ -137,6 +139,8 @@ def start_cluster(ray_cluster: RayCluster) -> None:
     ray_cluster.start_workers({"wa": {"kubevibe_local": 1}, "wb": {"kubevibe_local": 2, "kubevibe_big": 1}})
 
 
+@pytest.mark.ray
+@needs_ray
 def test_ray_cluster_matches_local_executor_and_retries_a_lost_worker(cluster, short_root):
     started = time.monotonic()
     root = short_root
@@ -197,6 +201,8 @@ def test_ray_cluster_matches_local_executor_and_retries_a_lost_worker(cluster, s
     assert time.monotonic() - started < 150
 
 
+@pytest.mark.ray
+@needs_ray
 def test_local_ray_instance_interrupt_and_resume(short_root):
     """Without an address a Ray instance is started for the experiment and stopped after it; Ctrl-C interrupts
     the runs on the workers cleanly and the next invocation resumes them through Ray."""

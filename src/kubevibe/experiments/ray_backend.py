@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kubevibe.errors import UsageError
+from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.experiments.backends import CellBackend, CellHandle, CellJob, Progress, child_env, kubevibe_argv
 
 RESOURCE = "kubevibe_local"
@@ -273,10 +273,14 @@ class RayCluster(CellBackend):
                          f"(declare it with ray start --resources '{{\"{RESOURCE}\": N}}', N runs at a time)")
         else:
             capacity = workers or plan_workers
-            # Short: Ray's socket paths under it must stay below the 107-character limit of Unix sockets.
-            self.local_temp = tempfile.mkdtemp(prefix="kvray-")
-            ray.init(address="local", num_cpus=1, resources={RESOURCE: capacity}, include_dashboard=False,
-                     _temp_dir=self.local_temp, **quiet)
+            self.local_temp = tempfile.mkdtemp(prefix="kvray-", dir=_short_temp_parent())
+            try:
+                ray.init(address="local", num_cpus=1, resources={RESOURCE: capacity}, include_dashboard=False,
+                         _temp_dir=self.local_temp, **quiet)
+            except Exception as exc:  # noqa: BLE001 - whatever Ray raises, one sentence for the user
+                self.close()
+                raise KubeVibeError(f"Could not start a local Ray instance: {_one_line(exc)}",
+                                    hint="give a running cluster with --ray-address") from None
         here = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -338,6 +342,13 @@ class RayCluster(CellBackend):
         if self.local_temp:
             shutil.rmtree(self.local_temp, ignore_errors=True)
             self.local_temp = None
+
+
+def _short_temp_parent() -> str:
+    """Where a local instance's temp dir goes: Ray's socket paths under it (about 70 characters more) must stay
+    within the 107 bytes of a Unix socket address, so a long TMPDIR gives way to /tmp."""
+    here = tempfile.gettempdir()
+    return here if len(here) <= 30 or not os.access("/tmp", os.W_OK) else "/tmp"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -207,7 +207,7 @@ def test_local_ray_instance_interrupt_and_resume(short_root):
     """Without an address a Ray instance is started for the experiment and stopped after it; Ctrl-C interrupts
     the runs on the workers cleanly and the next invocation resumes them through Ray."""
     root = short_root
-    with counting_model_server(delay=4.0) as (llm, seen):
+    with counting_model_server(delay=2.5) as (llm, seen):
         plan = write_plan(root / "plan.yaml", llm, repetitions=1)
         exp = root / "exp"
         argv = [*KUBEVIBE, "experiment", str(plan), "--dir", str(exp), "--executor", "ray"]

@@ -15,7 +15,6 @@ experiment` and `kubevibe bench` call.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -139,6 +138,3 @@ def make_backend(executor: str, ray_address: str | None = None, *,
         return RayCluster(ray_address)
     return LocalProcesses(lock_fd)
 
-
-def stop_signal_name(sig: int) -> str:
-    return signal.Signals(sig).name

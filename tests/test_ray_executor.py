@@ -225,6 +225,7 @@ def test_local_ray_instance_interrupt_and_resume(short_root):
         assert statuses == ["interrupted"] * 2, out
         assert len(list((exp / "runs").glob("*/*/*/state.json"))) == 2  # the runs came back with their checkpoints
         assert not list(root.glob("kvray-*"))  # the instance's temp dir went with it
+        assert not (root / "home" / ".ray").exists()  # its auth token lived only in the environment
 
         again = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env(root), timeout=120)
         assert again.returncode == 0, again.stdout + again.stderr

@@ -33,7 +33,7 @@ Progress = Callable[[str], None]
 class CellJob:
     key: str
     args: list[str]  # after `python -m kubevibe.cli`; paths relative to the experiment directory
-    inputs: list[str]  # experiment-directory files the run reads (its prompt and config), relative
+    inputs: list[str]  # experiment-directory files the run reads (prompt, config, ...), relative: Ray ships them
     resume: str | None  # the run directory to resume, relative; None for a fresh run
     attempt: int
     env_keys: frozenset[str]  # the settings the plan sets (see child_env)
@@ -77,7 +77,8 @@ def child_env(plan_settings_keys: set[str] | frozenset[str], base: dict[str, str
     drop = set(ENV_VARS.values()) | {CONFIG_ENV}
     if "kubeconfig" not in plan_settings_keys:
         drop.discard(ENV_VARS["kubeconfig"])  # where the cluster is, not how the run behaves
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in drop}
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if k not in drop and not k.startswith("RAY_AUTH_")}  # a Ray token is not the run's business
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -116,6 +117,8 @@ def run_cell(job_data: dict[str, Any], inputs: dict[str, bytes], resume_tar: byt
         if _stop_level(coordinator) > 0:
             return {"rc": 130, "log": "interrupted before it started\n", "runs": None, "node": node, "host": host}
         for rel, data in inputs.items():
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:  # inputs live inside the experiment layout
+                raise ValueError(f"input {rel!r} is not a path inside the experiment directory")
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).write_bytes(data)
         if resume_tar:
@@ -126,7 +129,11 @@ def run_cell(job_data: dict[str, Any], inputs: dict[str, bytes], resume_tar: byt
             proc = subprocess.Popen(kubevibe_argv(job), cwd=work, env=child_env(job.env_keys),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, preexec_fn=_run_process_setup)
-            rc = _watch(proc, coordinator)
+            try:
+                rc = _watch(proc, coordinator)
+            except BaseException:  # the task itself is being torn down: the run must not outlive it
+                _end(proc)
+                raise
         return {"rc": rc, "log": log_path.read_text(encoding="utf-8", errors="replace"),
                 "runs": _pack(work, f"runs/{job.key}"), "node": node, "host": host}
     finally:
@@ -163,6 +170,19 @@ def _watch(proc: subprocess.Popen, coordinator: Any) -> int:
             except ProcessLookupError:
                 pass
             killed = True
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """SIGTERM (the run cleans up), then SIGKILL to its process group if it does not end in time."""
+    try:
+        proc.terminate()
+        proc.wait(timeout=INTERRUPT_GRACE_S)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 # -- driver side ----------------------------------------------------------------------------------------------
@@ -236,6 +256,8 @@ class RayCluster(CellBackend):
 
     def __init__(self, address: str | None):
         self.address = address
+        if address is None:
+            _ephemeral_token()  # before Ray is imported: it reads its authentication settings then
         self.ray = import_ray()
         self.exp_path = Path(".")
         self.local_temp: str | None = None
@@ -342,6 +364,15 @@ class RayCluster(CellBackend):
         if self.local_temp:
             shutil.rmtree(self.local_temp, ignore_errors=True)
             self.local_temp = None
+
+
+def _ephemeral_token() -> None:
+    """Token authentication for the local instance, with a token that lives only in this process's environment
+    (inherited by the instance's processes). Left alone, Ray would write one to ~/.ray/auth_token, and every later
+    `ray start --head` of the user would then demand it. A token or mode the user chose is kept."""
+    if not any(os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
 def _short_temp_parent() -> str:

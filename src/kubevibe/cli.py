@@ -54,8 +54,8 @@ ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig
 # Where an experiment's (or bench's) cells run: docs/ray.md.
 ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where the runs execute: local (processes "
                                                     "here) or ray (tasks on a Ray cluster)  [env KUBEVIBE_EXECUTOR]")]
-RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the cluster's "
-                                                      "address (HOST:PORT or ray://HOST:PORT); none: a local Ray "
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the head's "
+                                                      "address, HOST:PORT; none: a local Ray "
                                                       "instance for the experiment  [env RAY_ADDRESS]")]
 
 

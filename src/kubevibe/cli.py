@@ -56,6 +56,13 @@ ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig
 PushOpt = Annotated[Optional[str], typer.Option("--push", help="Push the final image to REGISTRY/PATH with your own "
                                                 "podman/docker login (e.g. ghcr.io/me)  [env KUBEVIBE_PUSH]")]
 
+# Where an experiment's (or bench's) cells run: docs/ray.md.
+ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where the runs execute: local (processes "
+                                                    "here) or ray (tasks on a Ray cluster)  [env KUBEVIBE_EXECUTOR]")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the head's "
+                                                      "address, HOST:PORT; none: a local Ray "
+                                                      "instance for the experiment  [env RAY_ADDRESS]")]
+
 
 @app.command()
 def run(
@@ -268,6 +275,8 @@ def experiment(
                                                             "executions per run")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Without a plan: base seed (repetition r: "
                                                 "seed + r)")] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run a matrix of models x intent methods x strategies x prompts x repetitions; resumable."""
     from kubevibe.experiments import commands
@@ -277,7 +286,8 @@ def experiment(
                  repetitions=repetitions,
                  settings=dict(timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts, seed=seed))
     code = commands.experiment(out, plan_path=plan, directory=directory, workers=workers, dry_run=dry_run,
-                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags)
+                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags,
+                               executor=executor, ray_address=ray_address)
     raise typer.Exit(code)
 
 

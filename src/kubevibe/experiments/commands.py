@@ -15,8 +15,10 @@ from kubevibe.experiments.executor import (
     resolve_experiment,
     run_experiment,
 )
+from kubevibe.experiments.backends import make_backend
 from kubevibe.experiments.matrix import matrix_size
 from kubevibe.experiments.plan import ExperimentPlan, load_plan, plan_from_flags
+from kubevibe.settings import resolve_named
 
 
 def _say(console: Console) -> Any:
@@ -24,13 +26,14 @@ def _say(console: Console) -> Any:
 
 
 def experiment(console: Console, *, plan_path: Path | None, directory: Path | None, workers: int | None,
-               dry_run: bool, retry_errors: bool, restart_interrupted: bool, flags: dict[str, Any]) -> int:
+               dry_run: bool, retry_errors: bool, restart_interrupted: bool, flags: dict[str, Any],
+               executor: str | None = None, ray_address: str | None = None) -> int:
     flat = {**{k: v for k, v in flags.items() if k != "settings"}, **(flags.get("settings") or {})}
     given_flags = {k: v for k, v in flat.items() if v not in (None, [], ())}
     plan: ExperimentPlan | None = None
     if plan_path is not None and given_flags:
-        raise UsageError(f"With a plan, only --dir, --workers, --dry-run, --retry-errors and --restart-interrupted "
-                         f"apply; put --{sorted(given_flags)[0].replace('_', '-')} in the plan.")
+        raise UsageError(f"With a plan, only --dir, --workers, --executor, --ray-address, --dry-run, --retry-errors "
+                         f"and --restart-interrupted apply; put --{sorted(given_flags)[0].replace('_', '-')} in the plan.")
     if plan_path is None:
         plan = plan_from_flags(**flags)
     elif not plan_path.is_dir():
@@ -38,11 +41,16 @@ def experiment(console: Console, *, plan_path: Path | None, directory: Path | No
     plan, exp = resolve_experiment(plan_path, plan, directory)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1.")
+    place = resolve_executor(executor, ray_address)
     if dry_run:
         print_matrix(console, plan, exp, workers or plan.workers)
+        if place["executor"] == "ray":
+            _say(console)(f"executor: ray at {place['ray_address']}" if place["ray_address"]
+                          else "executor: ray (a local instance for this experiment)")
         return 0
+    backend = make_backend(place["executor"], place["ray_address"])
     result = run_experiment(plan, exp, workers=workers, retry_errors=retry_errors,
-                            restart_interrupted=restart_interrupted, progress=_say(console))
+                            restart_interrupted=restart_interrupted, progress=_say(console), backend=backend)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     say = _say(console)
     if result.interrupted:
@@ -55,6 +63,15 @@ def experiment(console: Console, *, plan_path: Path | None, directory: Path | No
             "resume them.")
     say(f"report: kubevibe report {exp.path}")
     return 0
+
+
+def resolve_executor(executor: str | None, ray_address: str | None) -> dict[str, Any]:
+    """The `executor` and `ray_address` settings (flag > KUBEVIBE_EXECUTOR / RAY_ADDRESS > config file > default).
+    An address alone does not choose Ray: RAY_ADDRESS may be set for other tools."""
+    values, _sources = resolve_named(("executor", "ray_address"), {"executor": executor, "ray_address": ray_address})
+    if ray_address is not None and values["executor"] != "ray":
+        raise UsageError("--ray-address applies only with --executor ray.")
+    return values
 
 
 def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, workers: int) -> None:

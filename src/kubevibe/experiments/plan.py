@@ -36,6 +36,8 @@ from kubevibe.settings import IntentMethod, Settings
 # Settings the matrix itself sets for each run; a plan may not override them through `settings`.
 MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "runs_dir"})
 PATH_SETTINGS = frozenset({"kubeconfig", "slo"})  # relative to the plan file
+# Settings of the experiment process, not of its runs (flags of `kubevibe experiment`).
+EXPERIMENT_SETTINGS = frozenset({"executor", "ray_address"})
 
 Strategy = Literal["auto", "scaffold", "full"]
 
@@ -141,6 +143,9 @@ def _check_settings(where: str, values: dict[str, Any]) -> None:
         if key in MATRIX_SETTINGS:
             raise ValueError(f"{where}.{key} is set by the experiment matrix itself; use the plan's "
                              "models / intent_methods / strategies fields instead")
+        if key in EXPERIMENT_SETTINGS:
+            raise ValueError(f"{where}.{key} is not a run setting: give --{key.replace('_', '-')} to "
+                             "`kubevibe experiment`")
 
 
 def _short(text: Any, limit: int = 60) -> str:

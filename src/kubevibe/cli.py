@@ -80,6 +80,9 @@ def run(
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    style: Annotated[Optional[str], typer.Option("--style", help="structured (one schema-constrained request per "
+                     "stage) or conversational (one chat conversation, files in fenced blocks)  "
+                     "[env KUBEVIBE_STYLE]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
 ) -> None:
@@ -92,7 +95,8 @@ def run(
                  fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
-                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry)
+                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
+                 style=style)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 

@@ -50,6 +50,8 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
+    # How the model is prompted (issue 16): one schema-constrained request per stage, or one chat conversation.
+    style: Literal["structured", "conversational"] = "structured"
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -80,6 +82,7 @@ ENV_VARS: dict[str, str] = {
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
+    "style": "KUBEVIBE_STYLE",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

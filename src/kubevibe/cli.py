@@ -321,7 +321,8 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         llm = session.ctx.llm
         out.print(f"run {session.ctx.run_id} → {session.path}", highlight=False, markup=False)
         reason = f" ({session.choice.reason})" if session.choice else ""
-        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}", highlight=False, markup=False)
+        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}; "
+                  f"style: {session.ctx.settings.style}", highlight=False, markup=False)
     reporter = ConsoleReporter(out) if show_progress else None
     end = session.run(reporter)
     summary = run_summary(session.path)

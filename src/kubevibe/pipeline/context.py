@@ -104,6 +104,8 @@ class RunState(BaseModel):
     connect_report: dict[str, Any] | None = None
     chart: str | None = None  # path of the packaged chart, relative to the run dir
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
+    # The conversational style's one conversation (llm.conversation.Conversation as data), continued by resume.
+    conversation: dict[str, Any] | None = None
 
 
 class Interrupted(BaseException):

@@ -5,6 +5,7 @@ kept (set KUBEVIBE_SCREENSHOTS=DIR to keep them somewhere to look at)."""
 from __future__ import annotations
 
 import re
+import os
 import subprocess
 import sys
 import urllib.request
@@ -173,7 +174,8 @@ def test_compare_side_by_side(experiments):
     assert [p["a"] for p in data["per_prompt"]] == [{"s": 2, "n": 4}, {"s": 2, "n": 4}]
 
     result = subprocess.run([*KUBEVIBE, "compare", str(a), str(b), "--html", str(root / "cmp.html")],
-                            capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+                            capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin",
+                                 **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     assert result.returncode == 0, result.stderr
     assert "small-models" in result.stdout and "bigger-model" in result.stdout
     assert "3/4 75%" in result.stdout and "4/4 100%" in result.stdout and "+25 pts" in result.stdout

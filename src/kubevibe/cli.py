@@ -242,6 +242,8 @@ def experiment(
                                                                "intent method (repeat for several)")] = None,
     strategy: Annotated[Optional[list[str]], typer.Option("--strategy", help="Without a plan: auto, scaffold "
                                                           "or full (repeat for several)")] = None,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Without a plan: structured or "
+                                                       "conversational (repeat for both)")] = None,
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Without a plan: a request "
                                                         "(repeat for several)")] = None,
     prompts_file: Annotated[Optional[Path], typer.Option("--prompts-file", help="Without a plan: one request "
@@ -256,11 +258,11 @@ def experiment(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Without a plan: base seed (repetition r: "
                                                 "seed + r)")] = None,
 ) -> None:
-    """Run a matrix of models x intent methods x strategies x prompts x repetitions; resumable."""
+    """Run a matrix of models x intent methods x strategies x styles x prompts x repetitions; resumable."""
     from kubevibe.experiments import commands
 
     flags = dict(name=name, llm=llm, models=model or [], intent_methods=intent_method or [],
-                 strategies=strategy or [], prompts=prompt or [], prompts_file=prompts_file,
+                 strategies=strategy or [], styles=style or [], prompts=prompt or [], prompts_file=prompts_file,
                  repetitions=repetitions,
                  settings=dict(timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts, seed=seed))
     code = commands.experiment(out, plan_path=plan, directory=directory, workers=workers, dry_run=dry_run,

@@ -49,15 +49,21 @@ def compare_data(path_a: Path, path_b: Path) -> dict[str, Any]:
     by_model = bool(models_a & models_b)
 
     def align(s: dict) -> tuple:
-        return (s["model"], s["method"], s["strategy"]) if by_model else (s["method"], s["strategy"])
+        return ((s["model"], s["method"], s["strategy"], s["style"]) if by_model
+                else (s["method"], s["strategy"], s["style"]))
 
     keys = sorted({align(s) for s in a["summaries"]} | {align(s) for s in b["summaries"]})
+    several_styles = len({key[-1] for key in keys}) > 1
+
+    def label(key: tuple) -> str:  # the style only when it tells groups apart (as in the report)
+        return " · ".join(key if several_styles or key[-1] != "structured" else key[:-1])
+
     rows = []
     for key in keys:
         left = [s for s in a["summaries"] if align(s) == key]
         right = [s for s in b["summaries"] if align(s) == key]
         for sa, sb in zip_longest(left, right):
-            rows.append(_pair(" · ".join(key), sa, sb))
+            rows.append(_pair(label(key), sa, sb))
     overall = _pair("all runs", a["overall"], b["overall"])
 
     prompts = sorted({r["prompt"] for r in a["runs"]} | {r["prompt"] for r in b["runs"]},

@@ -117,6 +117,10 @@ def read_saved_plan(exp: ExperimentDir) -> ExperimentPlan:
 def check_same_plan(exp: ExperimentDir, plan: ExperimentPlan) -> None:
     saved = yaml.safe_load(exp.plan_file.read_text(encoding="utf-8")) or {}
     saved_identity = {k: v for k, v in saved.items() if k != "workers"}
+    # A plan saved before a field existed (e.g. `styles`) has that field's default.
+    for name, info in ExperimentPlan.model_fields.items():
+        if name != "workers" and name not in saved_identity:
+            saved_identity[name] = info.get_default(call_default_factory=True)
     mine = plan.identity()
     differ = sorted(k for k in set(saved_identity) | set(mine) if saved_identity.get(k) != mine.get(k))
     if differ:
@@ -364,6 +368,7 @@ class Executor:
             argv = [sys.executable, "-m", "kubevibe.cli", "run", "--json",
                     "--prompt-file", str(self.exp.prompt_file(cell.prompt_index).resolve()),
                     "--llm", cell.llm, "--intent-method", cell.intent_method, "--strategy", cell.strategy,
+                    "--style", cell.style,
                     "--runs-dir", str(self.exp.cell_runs(cell.key).resolve()),
                     "--config", str(self.exp.config_file(self.model_index[cell.model_label]).resolve())]
             if cell.model:

@@ -181,3 +181,33 @@ def test_style_is_recorded_with_its_source(tmp_path):
     (run,) = list((tmp_path / "runs").glob("*/*"))
     record = json.loads((run / "run.json").read_text())
     assert record["style"] == "conversational" and record["sources"]["style"] == "env:KUBEVIBE_STYLE"
+
+
+def test_an_intent_method_talks_to_the_chat_endpoint_without_a_schema_and_opens_the_conversation(tmp_path):
+    from loopback import json_server
+
+    from kubevibe.llm.http import RetryPolicy
+    from kubevibe.llm.ollama import OllamaClient
+    from kubevibe.stages import intent as intent_stage
+
+    spec = {"name": "credit-card", "description": "Checks card numbers with Luhn.", "target_port": 5000,
+            "endpoints": [{"method": "POST", "path": "/validate"}]}
+    answers = iter([f"Here is the spec:\n```json\n{json.dumps(spec)}\n```", ALL_FILES])
+
+    def chat(method, path, body):
+        if path != "/api/chat":
+            return 404, {"error": "only /api/chat here"}
+        return 200, {"model": "m", "created_at": "2026-01-01T00:00:00Z", "done": True, "done_reason": "stop",
+                     "message": {"role": "assistant", "content": next(answers)}}
+
+    with json_server(chat) as (url, seen):
+        llm = OllamaClient(model="m", base_url=url, timeout=30, retry=RetryPolicy(attempts=1))
+        ctx = make_context(tmp_path, ArtifactSet(), state=RunState(prompt=PROMPT, strategy="full"), llm=llm,
+                           settings_overrides={"style": "conversational", "intent_method": "json-with-required"})
+        assert run_stage(ctx, State.INTENT, intent_stage.run, 1).outcome == Outcome.OK
+        assert run_stage(ctx, State.GENERATE, generate_stage.run, 2).outcome == Outcome.OK
+    assert [path for _m, path, _b, _h in seen] == ["/api/chat", "/api/chat"]
+    assert all("format" not in body for _m, _p, body, _h in seen)
+    opening = seen[1][2]["messages"][1]["content"]
+    assert PROMPT in opening and "Checks card numbers with Luhn." in opening and '"/validate"' in opening
+    assert ctx.state.intent["spec"]["name"] == "credit-card"

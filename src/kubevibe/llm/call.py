@@ -39,11 +39,19 @@ def schema_for(model: type[BaseModel]) -> dict:
 def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system: str | None = None,
         max_tokens: int | None = None) -> Answer[T]:
     s = ctx.settings
+    # The conversational style sends no JSON schema and talks to the chat endpoint: a structured answer (an
+    # intent spec, a judge's verdict) is then asked for by the prompt alone and parsed tolerantly.
+    chatting = s.style == "conversational"
+    messages = None
+    if chatting:
+        messages = ([ChatMessage(role="system", content=system)] if system else []) + \
+            [ChatMessage(role="user", content=prompt)]
     request = LLMRequest(
         purpose=purpose,
-        prompt=prompt,
-        system=system,
-        json_schema=schema_for(model),
+        prompt="" if chatting else prompt,
+        system=None if chatting else system,
+        messages=messages,
+        json_schema=None if chatting else schema_for(model),
         temperature=s.temperature,
         # A fixed seed would make a retry repeat the failure it retries: vary it by step, reproducibly.
         seed=None if s.seed is None else s.seed + ctx.step,
@@ -62,8 +70,10 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         "request": request.model_dump(exclude={"json_schema"}),
         "schema": model.__name__,
     }
+    if chatting:
+        record["style"] = "conversational"
     try:
-        response = ctx.llm.complete(request)
+        response = ctx.llm.chat(request) if chatting else ctx.llm.complete(request)
     except LLMCallError as exc:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
         ctx.rundir.append_llm(record)

@@ -41,7 +41,8 @@ def open_conversation(ctx: RunContext) -> Conversation:
     intent = Intent.model_validate(ctx.state.intent) if ctx.state.intent else None
     port = intent.spec.target_port if intent and intent.spec else None
     system = prompts.render("chat_system.j2", files=list(names.FILES))
-    opening = prompts.render("chat_open.j2", intent=intent.for_prompt() if intent else ctx.state.prompt, port=port)
+    curated = intent.for_prompt() if intent and intent.method != "none" else ""
+    opening = prompts.render("chat_open.j2", request=ctx.state.prompt, curated=curated, port=port)
     return Conversation(messages=[ChatMessage(role="system", content=system),
                                   ChatMessage(role="user", content=opening)])
 

@@ -135,7 +135,7 @@ def show(
     out.print(f"request:  {summary['prompt']}", highlight=False, markup=False)
     llm = summary["llm"]
     out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
-              f"intent={summary['intent_method']}", highlight=False, markup=False)
+              f"style={summary['style']}  intent={summary['intent_method']}", highlight=False, markup=False)
     out.print(f"steps:    {summary['steps']}  fixes: {summary['fix_iterations']}  revisions: {summary['revisions']}  "
               f"llm calls: {summary['llm_calls']}  completion tokens: {summary['completion_tokens']}")
     for t in summary["transitions"]:

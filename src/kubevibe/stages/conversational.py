@@ -57,7 +57,7 @@ def generate(ctx: RunContext) -> StageResult:
         conv.messages.append(ChatMessage(role="user", content=prompts.render(
             "chat_retry.j2", problem=conv.pending or "it did not give every file", missing=missing,
             files_note="")))
-    answer = ask_chat(ctx, "generate", conv.messages, conv.files)
+    answer = ask_chat(ctx, "generate", conv.messages, _as_named(conv, conv.files))
     if not answer.ok:
         return StageResult.failed(f"generation failed: {answer.error}",
                                   evidence=[Evidence(kind="llm", title="generation turn", detail=answer.error or "")])
@@ -90,7 +90,7 @@ def fix(ctx: RunContext) -> StageResult:
                           files_note=_files_note(conv, current))
     conv.messages.append(ChatMessage(role="user", content=turn))
     conv.files = current
-    answer = ask_chat(ctx, "fix", conv.messages, current)
+    answer = ask_chat(ctx, "fix", conv.messages, _as_named(conv, current))
     if not answer.ok:
         return StageResult.failed(f"the fix turn failed: {answer.error}",
                                   evidence=[Evidence(kind="llm", title="fix turn", detail=answer.error or "")])
@@ -119,7 +119,12 @@ def _files_note(conv: Conversation, current: dict[str, str]) -> str:
     if all(conv.files.get(n, "") == c for n, c in current.items()):
         return ""
     return FILES_NOTE.replace("Earlier turns of our conversation were left out to fit the context. ", "") + \
-        "\n\n" + render_files({n: c for n, c in current.items() if c})
+        "\n\n" + render_files(_as_named(conv, {n: c for n, c in current.items() if c}))
+
+
+def _as_named(conv: Conversation, files: dict[str, str]) -> dict[str, str]:
+    """Files under the names the model gave them (app.py for the service, say), which the parser maps back."""
+    return {(conv.names.get(n, n) if "+" not in conv.names.get(n, n) else n): c for n, c in files.items()}
 
 
 def _updates(ctx: RunContext, conv: Conversation) -> dict:

@@ -18,6 +18,9 @@ from engine_helpers import NOTHING, leftovers, podman, require_engine
 from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST, KNOWN_GOOD_REQUIREMENTS
 from loopback import json_server
 
+from kubevibe.targets.base import RUN_LABEL
+from kubevibe.targets.local import label_value
+
 pytestmark = pytest.mark.engine
 
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
@@ -62,6 +65,16 @@ def carries_build_error(text: str) -> bool:
     return "requirement.txt" in text and "no such file or directory" in text.lower()
 
 
+def scripted_reply(messages: list[dict]) -> str:
+    """The scripted model: the files with a broken Dockerfile first; the repair only after the build error."""
+    roles = [m["role"] for m in messages]
+    if roles == ["system", "user"]:
+        return FIRST_ANSWER
+    if roles[-1] == "user" and carries_build_error(messages[-1]["content"]):
+        return REPAIR
+    return NO_IDEA
+
+
 def scripted_chat(turns: list[list[dict]]):
     """An Ollama /api/chat server's answer function; `turns` collects the messages of every request."""
 
@@ -71,17 +84,28 @@ def scripted_chat(turns: list[list[dict]]):
         messages = body["messages"]
         turns.append(messages)
         assert body.get("format") is None, "a conversational turn must not send a JSON schema"
-        roles = [m["role"] for m in messages]
-        if roles == ["system", "user"]:
-            text = FIRST_ANSWER
-        elif roles[-1] == "user" and carries_build_error(messages[-1]["content"]):
-            text = REPAIR
-        else:
-            text = NO_IDEA
+        text = scripted_reply(messages)
         return 200, {"model": "scripted-chat", "created_at": "2026-01-01T00:00:00Z",
                      "message": {"role": "assistant", "content": text}, "done": True, "done_reason": "stop",
                      "prompt_eval_count": sum(len(m["content"]) for m in messages) // 4,
                      "eval_count": len(text) // 4}
+
+    return answer
+
+
+def scripted_completions(turns: list[list[dict]]):
+    """The same model behind OpenAI-compatible chat completions."""
+
+    def answer(method: str, path: str, body):
+        if (method, path) != ("POST", "/v1/chat/completions"):
+            return 404, {"error": {"message": f"no {path}"}}
+        assert "response_format" not in body, "a conversational turn must not send a JSON schema"
+        turns.append(body["messages"])
+        text = scripted_reply(body["messages"])
+        return 200, {"id": f"c{len(turns)}", "object": "chat.completion", "created": 0, "model": "scripted-chat",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                  "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 100, "completion_tokens": len(text) // 4, "total_tokens": 0}}
 
     return answer
 
@@ -91,10 +115,10 @@ def engine():
     return require_engine()
 
 
-def kubevibe_run(cwd: Path, *args: str) -> tuple[int, dict]:
+def kubevibe_run(cwd: Path, *args: str, env: dict | None = None) -> tuple[int, dict]:
     proc = subprocess.run([*KUBEVIBE, "run", PROMPT, "--intent-method", "none", "--json", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "KUBEVIBE_BASE_POLICY": "offline"})
+                          env={**os.environ, "KUBEVIBE_BASE_POLICY": "offline", **(env or {})})
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -113,8 +137,9 @@ def cleanup_runs(tmp_path):
     runs = list(tmp_path.glob("**/runs/*/*"))
     for run in runs:
         assert leftovers(run.name) == NOTHING, f"run {run.name} left resources behind"
-    for image in podman("images", "--format", "{{.Repository}}:{{.Tag}}").split():
-        if any(run.name in image for run in runs):
+    for run in runs:  # only this run's images, by the run label every build sets
+        label = f"label={RUN_LABEL}={label_value(run.name)}"
+        for image in set(podman("images", "--quiet", "--filter", label).split()):
             podman("rmi", "--force", image)
 
 
@@ -166,3 +191,13 @@ def test_conversational_run_repairs_the_dockerfile_from_the_build_error_and_repl
     assert sent[0] == turns[0]
     assert [m["role"] for m in sent[1]] == [m["role"] for m in turns[1]]
     assert sent[1][:3] == turns[1][:3] and carries_build_error(sent[1][3]["content"])
+
+
+def test_conversational_run_over_openai_chat_completions(tmp_path, cleanup_runs):
+    turns: list[list[dict]] = []
+    with json_server(scripted_completions(turns)) as (url, _seen):
+        code, summary = kubevibe_run(tmp_path, "--llm", f"openai://{url.removeprefix('http://')}/v1", "--model",
+                                     "scripted-chat", env={"KUBEVIBE_STYLE": "conversational"})
+    assert code == 0, summary
+    assert [s for s, _, _ in path_of(summary)][:5] == ["INTENT", "GENERATE", "BUILD", "FIX", "BUILD"]
+    assert len(turns) == 2 and carries_build_error(turns[1][-1]["content"])

@@ -111,3 +111,30 @@ def test_runs_are_grouped_and_compared_by_style(tmp_path):
 def test_no_style_table_with_one_style():
     summaries = [{"model": "m", "method": "none", "strategy": "auto", "style": "structured", "n": 1}]
     assert style_comparison(summaries, []) == []
+
+
+def test_an_experiment_runs_each_cell_in_its_style(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from kubevibe.llm.replay import write_replay_log
+
+    log = write_replay_log(tmp_path / "answers.jsonl", [("generate", "I would write a Flask app.")] * 4)
+    (tmp_path / "plan.yaml").write_text(json.dumps({
+        "name": "styled", "models": [{"llm": f"replay:{log}", "label": "scripted"}],
+        "styles": ["structured", "conversational"], "prompts": ["Develop an echo service"],
+        "settings": {"max_steps": 2}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEVIBE_")}
+    proc = subprocess.run([sys.executable, "-m", "kubevibe.cli", "experiment", str(tmp_path / "plan.yaml"), "--dir",
+                           str(tmp_path / "exp")], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    store = Store(tmp_path / "exp" / "experiment.sqlite")
+    rows = {r["style"]: r for r in store.runs()}
+    store.close()
+    assert set(rows) == {"structured", "conversational"}
+    for style, row in rows.items():
+        record = json.loads((tmp_path / "exp" / row["run_dir"] / "run.json").read_text())
+        assert record["style"] == style and row["status"] == "fail"
+        calls = [json.loads(line) for line in (tmp_path / "exp" / row["run_dir"] / "llm.jsonl").read_text().splitlines()]
+        assert (calls[0].get("style") == "conversational") == (style == "conversational")

@@ -144,3 +144,16 @@ def test_a_runaway_answer_is_refused_quickly():
 def test_thinking_is_not_taken_for_files():
     answer = "<think>\nFile: Dockerfile\n```\nFROM bad\n```\n</think>\nFile: Dockerfile\n" + fence(DOCKER)
     assert parse_files(answer).files == {DOCKERFILE: DOCKER + "\n"}
+
+
+def test_a_shell_block_after_a_line_naming_a_file_is_not_that_file():
+    answer = "Install with `pip install -r requirements.txt`:\n" + fence("pip install -r requirements.txt", "bash")
+    parsed = parse_files(answer + "\n\nFile: requirements.txt\n" + fence("flask==3.0.3"))
+    assert parsed.files == {REQUIREMENTS: "flask==3.0.3\n"}
+    assert any("commands" in i for i in parsed.ignored)
+
+
+def test_prose_naming_another_file_yields_to_the_content():
+    answer = "The Dockerfile will copy this file:\n" + fence(YAML, "yaml")
+    parsed = parse_files(answer)
+    assert parsed.files == {MANIFEST: YAML + "\n"}

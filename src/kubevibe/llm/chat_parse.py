@@ -224,8 +224,16 @@ def parse_files(answer: str | None, service_file: str | None = None) -> ParsedFi
         if not content.strip():
             out.ignored.append(f"block {index} was empty")
             continue
+        if block.language in SHELL_LANGS:  # commands to run ("pip install -r requirements.txt"), never a file
+            out.ignored.append(f"block {index} (a {block.language} block) holds commands, not a file")
+            continue
         name, how = block_name(block)
         key = logical_key(name, content) if name else recognise(block)
+        guessed = recognise(block)
+        if name and how == "line before the block" and guessed not in (None, key):
+            # Prose before a block may mention another file ("the Dockerfile copies it:"); the content decides.
+            out.notes.append(f"block {index}: the line before it names {name}, but its content is {guessed}")
+            name, key = None, guessed
         if key is None:
             what = f"{name!r}" if name else f"an unnamed {block.language or 'untagged'} block"
             out.ignored.append(f"block {index} ({what}) is not one of the service's files")

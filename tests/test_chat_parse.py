@@ -157,3 +157,13 @@ def test_prose_naming_another_file_yields_to_the_content():
     answer = "The Dockerfile will copy this file:\n" + fence(YAML, "yaml")
     parsed = parse_files(answer)
     assert parsed.files == {MANIFEST: YAML + "\n"}
+
+
+@pytest.mark.parametrize("unit", ["```markdown\n", "```json\n", "```\n", "~~~\n```\n", "File: x.py\n", "`" * 3 + "a\n"])
+def test_hostile_repetitions_end_without_a_crash(unit):
+    import time
+
+    started = time.monotonic()
+    parsed = parse_files(unit * (1_000_000 // len(unit)))
+    assert parsed.problem is not None or parsed.files is not None
+    assert time.monotonic() - started < 30  # linear: about a second on an idle machine

@@ -72,14 +72,18 @@ class ParsedFiles:
                 "duplicates": self.duplicates, "blocks": self.blocks, "problem": self.problem}
 
 
-def split_blocks(text: str) -> list[Block]:
-    """Every top-level fenced block, in order. A ```markdown block holding fences is opened up: its own blocks
-    are returned instead (models wrap whole answers that way)."""
+MAX_BLOCKS = 100  # a service is four files; an answer with hundreds of blocks is a runaway, read only so far
+MAX_MARKDOWN_NESTING = 2  # a Markdown wrapper inside a wrapper is opened; deeper is hostile, left as it is
+
+
+def split_blocks(text: str, _nesting: int = 0) -> list[Block]:
+    """Every top-level fenced block, in order, in one pass over the lines. A ```markdown block holding fences is
+    opened up: its own blocks are returned instead (models wrap whole answers that way)."""
     lines = text.split("\n")
     blocks: list[Block] = []
     last_prose = ""
     i = 0
-    while i < len(lines):
+    while i < len(lines) and len(blocks) <= MAX_BLOCKS:
         opened = _FENCE_RE.match(lines[i])
         if not opened:
             if lines[i].strip():
@@ -104,7 +108,7 @@ def split_blocks(text: str) -> list[Block]:
             body.append(lines[j])
             j += 1
         content = "\n".join(body)
-        nested = split_blocks(content) if is_markdown else []
+        nested = split_blocks(content, _nesting + 1) if is_markdown and _nesting < MAX_MARKDOWN_NESTING else []
         if nested:
             blocks.extend(nested)
         else:
@@ -213,6 +217,9 @@ def parse_files(answer: str | None, service_file: str | None = None) -> ParsedFi
     text = strip_thinking(answer.replace("\r\n", "\n").replace("\r", "\n"))
     blocks = split_blocks(text)
     out.blocks = len(blocks)
+    if len(blocks) > MAX_BLOCKS:
+        out.notes.append(f"the answer had more than {MAX_BLOCKS} code blocks; only the first {MAX_BLOCKS} were read")
+        blocks = blocks[:MAX_BLOCKS]
     if not blocks:
         out.problem = ("The answer had no fenced code block, so it gave no file (each file must be in its own "
                        "``` block named by a `File: NAME` line).")
@@ -256,8 +263,9 @@ def parse_files(answer: str | None, service_file: str | None = None) -> ParsedFi
     if manifests:
         _join_manifests(out, manifests)
     if not out.files:
-        out.problem = (f"None of the answer's {len(blocks)} code block(s) was a file of the service "
-                       f"({'; '.join(out.ignored) or 'no names'}); name each block with a `File: NAME` line.")
+        out.problem = (f"None of the answer's {out.blocks} code block(s) was a file of the service "
+                       f"({'; '.join(out.ignored[:5]) or 'no names'}{'; ...' if len(out.ignored) > 5 else ''}); "
+                       "name each block with a `File: NAME` line.")
     return out
 
 

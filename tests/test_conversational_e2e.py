@@ -173,7 +173,7 @@ def test_conversational_run_repairs_the_dockerfile_from_the_build_error_and_repl
     calls = llm_records(run)
     assert [c["purpose"] for c in calls] == ["generate", "fix"]
     assert all(c["style"] == "conversational" and "schema" not in c for c in calls)
-    assert calls[1]["request"]["messages"] == turns[1]  # the record holds exactly what was sent
+    assert calls[1]["request"]["messages"] == calls[1]["messages"] == turns[1]  # exactly what was sent
 
     # Replay: no model, no --style (the recorded run's is used), the same run again.
     second = tmp_path / "second"

@@ -128,6 +128,8 @@ def ask_chat(ctx: "RunContext", purpose: str, messages: list[ChatMessage], files
         "backend": ctx.llm.backend,
         "model": ctx.llm.model,
         "request": request.model_dump(exclude={"json_schema", "prompt", "system"}),
+        # The conversation as sent, also at the top level: what a reader of llm.jsonl looks for first.
+        "messages": [m.model_dump() for m in fitted.messages],
         "context": fitted.record,
     }
     try:

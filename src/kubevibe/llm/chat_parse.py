@@ -146,7 +146,8 @@ def block_name(block: Block) -> tuple[str | None, str]:
             return first.split(":", 1)[1], "info string"
         for position, token in enumerate(parts):
             token = token.strip("{}")
-            # The first word is usually the language (```dockerfile); a later bare word is a name (```docker Dockerfile).
+            # The first word is usually the language (```dockerfile); a later bare word is a name
+            # (```docker Dockerfile).
             extensionless = position > 0 and token.lower() in ("dockerfile", "containerfile")
             if _NAME_RE.fullmatch(token) and ("." in token or extensionless):
                 return token, "info string"

@@ -9,8 +9,6 @@ reproduces it; each turn's llm.jsonl record holds the messages sent.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 from kubevibe import prompts
 from kubevibe.intent import Intent
 from kubevibe.llm.base import ChatMessage
@@ -19,7 +17,7 @@ from kubevibe.llm.chat_parse import ParsedFiles, parse_files
 from kubevibe.llm.conversation import FILES_NOTE, Conversation, render_files
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet, resume_outcome
-from kubevibe.pipeline.context import Evidence, RunContext, RunState, StageResult
+from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.fix import evidence_budget, render_evidence
 
 # A first answer must give these; requirements.txt may be left out (a service may need no package).
@@ -128,14 +126,9 @@ def _as_named(conv: Conversation, files: dict[str, str]) -> dict[str, str]:
 
 
 def _updates(ctx: RunContext, conv: Conversation) -> dict:
-    updates: dict = {"conversation": conv.model_dump()}
-    service = conv.names.get(names.CODE)
-    # Contract 7: where the engine writes the service file is RunState.service_file once that field exists.
-    if service and "service_file" in RunState.model_fields:
-        base = PurePosixPath(service).name
-        if base.endswith(".py"):
-            updates["service_file"] = base
-    return updates
+    # The model's own name for the service file is kept in conv.names (and the step's metrics); where the file
+    # goes in the build context (RunState.service_file, contract 7) is the engine's to decide from the Dockerfile.
+    return {"conversation": conv.model_dump()}
 
 
 def _metrics(conv: Conversation, parsed: ParsedFiles, context: dict) -> dict:

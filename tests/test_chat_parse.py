@@ -167,3 +167,8 @@ def test_hostile_repetitions_end_without_a_crash(unit):
     parsed = parse_files(unit * (1_000_000 // len(unit)))
     assert parsed.problem is not None or parsed.files is not None
     assert time.monotonic() - started < 30  # linear: about a second on an idle machine
+
+
+def test_abbreviations_in_prose_are_not_file_names():
+    parsed = parse_files("The manifest (e.g. for minikube, v1.2):\n" + fence(YAML, "yaml"))
+    assert parsed.files == {MANIFEST: YAML + "\n"}

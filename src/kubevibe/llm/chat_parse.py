@@ -127,12 +127,19 @@ def _clean_name(candidate: str) -> str | None:
     match = _NAME_RE.fullmatch(text)
     if match:
         return match["name"]
-    # "Here is the Dockerfile:" / "Create `myapp.py` with:": a single name-looking token in a short line
+    # "Here is the Dockerfile:" / "Create `myapp.py` with:": one token in a short sentence that names a kind of
+    # file a service has (so "e.g." or "v1.2" in prose is no file name)
     tokens = [t.strip("*_`'\":,.()") for t in candidate.split()]
-    found = [t for t in tokens if _NAME_RE.fullmatch(t) and ("." in t or t.lower() in ("dockerfile", "containerfile"))]
+    found = [t for t in tokens if _NAME_RE.fullmatch(t) and _service_kind(t)]
     if len(found) == 1 and len(candidate) <= 120:
         return found[0]
     return None
+
+
+def _service_kind(name: str) -> bool:
+    lower = PurePosixPath(name).name.lower()
+    return lower in ("dockerfile", "containerfile") or lower.endswith((".py", ".yaml", ".yml", ".dockerfile")) \
+        or (lower.startswith("requirements") and lower.endswith(".txt"))
 
 
 def block_name(block: Block) -> tuple[str | None, str]:

@@ -138,3 +138,19 @@ def test_an_experiment_runs_each_cell_in_its_style(tmp_path):
         assert record["style"] == style and row["status"] == "fail"
         calls = [json.loads(line) for line in (tmp_path / "exp" / row["run_dir"] / "llm.jsonl").read_text().splitlines()]
         assert (calls[0].get("style") == "conversational") == (style == "conversational")
+
+
+def test_compare_pairs_a_structured_experiment_with_a_conversational_one(tmp_path):
+    from kubevibe.experiments.compare import compare_data
+
+    for style, scenarios in (("structured", ("first-attempt", "fix-loop")), ("conversational", ("oscillation",))):
+        root = tmp_path / style
+        for scenario in scenarios:
+            path = synthetic_run(root, scenario)
+            record = json.loads((path / "run.json").read_text())
+            record["style"] = record["settings"]["style"] = style
+            (path / "run.json").write_text(json.dumps(record))
+    data = compare_data(tmp_path / "structured", tmp_path / "conversational")
+    (row,) = data["rows"]
+    assert row["label"] == "scripted-7b · none · auto"
+    assert (row["a"]["success"], row["a"]["n"], row["b"]["success"], row["b"]["n"]) == (2, 2, 0, 1)

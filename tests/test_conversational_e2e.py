@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,11 @@ from engine_helpers import NOTHING, leftovers, podman, require_engine
 from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST, KNOWN_GOOD_REQUIREMENTS
 from loopback import json_server
 
+from kubevibe.exec import run as run_command
+from kubevibe.podman_conf import podman_env
 from kubevibe.targets.base import RUN_LABEL
 from kubevibe.targets.local import label_value
+from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine
 
@@ -138,9 +142,21 @@ def cleanup_runs(tmp_path):
     for run in runs:
         assert leftovers(run.name) == NOTHING, f"run {run.name} left resources behind"
     for run in runs:  # only this run's images, by the run label every build sets
-        label = f"label={RUN_LABEL}={label_value(run.name)}"
-        for image in set(podman("images", "--quiet", "--filter", label).split()):
+        for image in run_images(run.name):
             podman("rmi", "--force", image)
+
+
+def run_images(run_id: str, attempts: int = 5) -> set[str]:
+    """The IDs of a run's images. Listing can fail while other jobs on the machine remove their images at the
+    same moment ("image not known"): a bounded retry, then the error."""
+    argv = [str(find_tool("podman")), "images", "--quiet", "--filter", f"label={RUN_LABEL}={label_value(run_id)}"]
+    for attempt in range(attempts):
+        result = run_command(argv, timeout=60, env=podman_env())
+        if result.ok:
+            return set(result.stdout.split())
+        if attempt < attempts - 1:
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError(result.describe() + "\n" + result.output)
 
 
 def test_conversational_run_repairs_the_dockerfile_from_the_build_error_and_replays(tmp_path, cleanup_runs):

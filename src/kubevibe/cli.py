@@ -96,6 +96,9 @@ def run(
                    "load.duration_s, latency_ms.p50/p95/p99, error_rate_max, memory_mib_max) checked under load "
                    "by the LOAD stage  [env KUBEVIBE_SLO]")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    style: Annotated[Optional[str], typer.Option("--style", help="structured (one schema-constrained request per "
+                     "stage) or conversational (one chat conversation, files in fenced blocks)  "
+                     "[env KUBEVIBE_STYLE]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
 ) -> None:
@@ -109,7 +112,7 @@ def run(
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
-                 push=push, slo=slo)
+                 push=push, slo=slo, style=style)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 
@@ -151,7 +154,7 @@ def show(
         out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
     llm = summary["llm"]
     out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
-              f"intent={summary['intent_method']}", highlight=False, markup=False)
+              f"style={summary['style']}  intent={summary['intent_method']}", highlight=False, markup=False)
     out.print(f"steps:    {summary['steps']}  fixes: {summary['fix_iterations']}  revisions: {summary['revisions']}  "
               f"llm calls: {summary['llm_calls']}  completion tokens: {summary['completion_tokens']}")
     for t in summary["transitions"]:
@@ -262,6 +265,8 @@ def experiment(
                                                                "intent method (repeat for several)")] = None,
     strategy: Annotated[Optional[list[str]], typer.Option("--strategy", help="Without a plan: auto, scaffold "
                                                           "or full (repeat for several)")] = None,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Without a plan: structured or "
+                                                       "conversational (repeat for both)")] = None,
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Without a plan: a request "
                                                         "(repeat for several)")] = None,
     prompts_file: Annotated[Optional[Path], typer.Option("--prompts-file", help="Without a plan: one request "
@@ -278,11 +283,11 @@ def experiment(
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
-    """Run a matrix of models x intent methods x strategies x prompts x repetitions; resumable."""
+    """Run a matrix of models x intent methods x strategies x styles x prompts x repetitions; resumable."""
     from kubevibe.experiments import commands
 
     flags = dict(name=name, llm=llm, models=model or [], intent_methods=intent_method or [],
-                 strategies=strategy or [], prompts=prompt or [], prompts_file=prompts_file,
+                 strategies=strategy or [], styles=style or [], prompts=prompt or [], prompts_file=prompts_file,
                  repetitions=repetitions,
                  settings=dict(timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts, seed=seed))
     code = commands.experiment(out, plan_path=plan, directory=directory, workers=workers, dry_run=dry_run,
@@ -462,7 +467,8 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         llm = session.ctx.llm
         out.print(f"run {session.ctx.run_id} → {session.path}", highlight=False, markup=False)
         reason = f" ({session.choice.reason})" if session.choice else ""
-        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}", highlight=False, markup=False)
+        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}; "
+                  f"style: {session.ctx.settings.style}", highlight=False, markup=False)
     reporter = ConsoleReporter(out) if show_progress else None
     end = session.run(reporter)
     summary = run_summary(session.path)

@@ -56,6 +56,8 @@ class Settings(BaseModel):
     # Where `kubevibe experiment` (and bench) run their cells; not a setting of one run.
     executor: Literal["local", "ray"] = Field("local", description="local processes or a Ray cluster")
     ray_address: str | None = Field(None, description="Ray cluster address; none: a local Ray instance")
+    # How the model is prompted (issue 16): one schema-constrained request per stage, or one chat conversation.
+    style: Literal["structured", "conversational"] = "structured"
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -90,6 +92,7 @@ ENV_VARS: dict[str, str] = {
     "slo": "KUBEVIBE_SLO",
     "executor": "KUBEVIBE_EXECUTOR",
     "ray_address": "RAY_ADDRESS",
+    "style": "KUBEVIBE_STYLE",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

@@ -83,13 +83,15 @@ def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, wor
             + (f" settings={m.settings}" if m.settings else ""))
     say(f"  intent methods: {', '.join(plan.intent_methods)}")
     say(f"  strategies: {', '.join(plan.strategies)}")
+    if plan.styles != ["structured"]:
+        say(f"  styles: {', '.join(plan.styles)}")
     for i, p in enumerate(plan.prompts):
         say(f"  prompt {i}: {p if len(p) <= 100 else p[:97] + '...'}")
     say(f"  repetitions: {plan.repetitions}")
     if plan.settings:
         say(f"  settings: {plan.settings}")
-    header = ["#", "key", "model", "intent method", "strategy", "prompt", "rep", "seed", "status"]
-    rows = [[str(i + 1), c.spec.key, c.spec.model_label, c.spec.intent_method, c.spec.strategy,
+    header = ["#", "key", "model", "intent method", "strategy", "style", "prompt", "rep", "seed", "status"]
+    rows = [[str(i + 1), c.spec.key, c.spec.model_label, c.spec.intent_method, c.spec.strategy, c.spec.style,
              str(c.spec.prompt_index), str(c.spec.repetition), "" if c.spec.seed is None else str(c.spec.seed),
              c.status] for i, c in enumerate(cells)]
     widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
@@ -97,8 +99,9 @@ def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, wor
         say("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     finished = sum(1 for c in cells if c.status in ("success", "fail", "error"))
     n = matrix_size(plan)
+    styles = "" if plan.styles == ["structured"] else f"{len(plan.styles)} styles × "
     say(f"{n} runs = {len(plan.models)} models × {len(plan.intent_methods)} intent methods × "
-        f"{len(plan.strategies)} strategies × {len(plan.prompts)} prompts × {plan.repetitions} repetitions; "
+        f"{len(plan.strategies)} strategies × {styles}{len(plan.prompts)} prompts × {plan.repetitions} repetitions; "
         f"{finished} finished, {n - finished} to run, {workers} at a time")
 
 

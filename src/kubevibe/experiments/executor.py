@@ -118,6 +118,10 @@ def read_saved_plan(exp: ExperimentDir) -> ExperimentPlan:
 def check_same_plan(exp: ExperimentDir, plan: ExperimentPlan) -> None:
     saved = yaml.safe_load(exp.plan_file.read_text(encoding="utf-8")) or {}
     saved_identity = {k: v for k, v in saved.items() if k != "workers"}
+    # A plan saved before a field existed (e.g. `styles`) has that field's default.
+    for name, info in ExperimentPlan.model_fields.items():
+        if name != "workers" and name not in saved_identity:
+            saved_identity[name] = info.get_default(call_default_factory=True)
     mine = plan.identity()
     differ = sorted(k for k in set(saved_identity) | set(mine) if saved_identity.get(k) != mine.get(k))
     if differ:
@@ -373,7 +377,7 @@ class Executor:
         prompt = rel(self.exp.prompt_file(cell.prompt_index))
         config = rel(self.exp.config_file(self.model_index[cell.model_label]))
         args = ["run", "--json", "--prompt-file", prompt, "--llm", cell.llm, "--intent-method", cell.intent_method,
-                "--strategy", cell.strategy, "--runs-dir", rel(self.exp.cell_runs(cell.key)), "--config", config]
+                "--strategy", cell.strategy, "--style", cell.style, "--runs-dir", rel(self.exp.cell_runs(cell.key)), "--config", config]
         if cell.model:
             args += ["--model", cell.model]
         if cell.seed is not None:

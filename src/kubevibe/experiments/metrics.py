@@ -145,12 +145,20 @@ def run_metrics(outcome: str | None, executions: Sequence[Row], revision_hashes:
 
 
 # -- groups of runs -------------------------------------------------------------------------------------------
-def group_key(run: Row) -> tuple[str, str, str]:
-    return (run.get("model_label") or "?", run.get("intent_method") or "?", run.get("strategy") or "?")
+DEFAULT_STYLE = "structured"
 
 
-def group_label(key: Sequence[str]) -> str:
-    return " · ".join(str(k) for k in key)
+def group_key(run: Row) -> tuple[str, str, str, str]:
+    return (run.get("model_label") or "?", run.get("intent_method") or "?", run.get("strategy") or "?",
+            run.get("style") or DEFAULT_STYLE)
+
+
+def group_label(key: Sequence[str], show_style: bool = False) -> str:
+    """'model · method · strategy', and the style when the runs have more than one (or not the default)."""
+    parts = list(key[:3])
+    if len(key) > 3 and (show_style or key[3] != DEFAULT_STYLE):
+        parts.append(key[3])
+    return " · ".join(str(k) for k in parts)
 
 
 def group_runs(runs: Iterable[Row], key: Callable[[Row], Any] = group_key) -> dict[Any, list[Row]]:

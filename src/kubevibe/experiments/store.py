@@ -130,6 +130,11 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE runs ADD COLUMN load_peak_memory_mib REAL;
         ALTER TABLE runs ADD COLUMN performance_fixes INTEGER;
     """),
+    # Issue 16: the prompting style is a dimension of the matrix; runs made before it were structured.
+    (4, "prompting style of each run", """
+        ALTER TABLE runs ADD COLUMN style TEXT NOT NULL DEFAULT 'structured';
+        CREATE INDEX runs_style_group ON runs (model_label, intent_method, strategy, style, status);
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -237,13 +242,13 @@ class Store:
         if statuses:
             sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
             args = tuple(statuses)
-        sql += " ORDER BY model_label, intent_method, strategy, prompt_index, repetition"
+        sql += " ORDER BY model_label, intent_method, strategy, style, prompt_index, repetition"
         return [dict(r) for r in self.db.execute(sql, args)]
 
     def table(self, name: str) -> list[dict[str, Any]]:
         if name not in TABLES:
             raise ValueError(name)
-        order = {"runs": "model_label, intent_method, strategy, prompt_index, repetition",
+        order = {"runs": "model_label, intent_method, strategy, style, prompt_index, repetition",
                  "stage_executions": "run_id, step", "llm_calls": "run_id, seq", "revisions": "run_id, rev"}[name]
         return [dict(r) for r in self.db.execute(f"SELECT * FROM {name} ORDER BY {order}")]
 
@@ -342,14 +347,14 @@ class Store:
 
     def _number_loose_runs(self) -> None:
         """Prompt indexes and repetition numbers for runs ingested without a plan, in order of their run ids."""
-        rows = self.db.execute("SELECT cell_key, model_label, intent_method, strategy, prompt FROM runs "
+        rows = self.db.execute("SELECT cell_key, model_label, intent_method, strategy, style, prompt FROM runs "
                                "WHERE cell_key LIKE 'run:%' ORDER BY run_id").fetchall()
         prompts: dict[str, int] = {}
         reps: dict[tuple, int] = {}
         with self.db:
             for r in rows:
                 p_index = prompts.setdefault(r["prompt"], len(prompts))
-                group = (r["model_label"], r["intent_method"], r["strategy"], r["prompt"])
+                group = (r["model_label"], r["intent_method"], r["strategy"], r["style"], r["prompt"])
                 reps[group] = reps.get(group, -1) + 1
                 self.db.execute("UPDATE runs SET prompt_index=?, repetition=? WHERE cell_key=?",
                                 (p_index, reps[group], r["cell_key"]))
@@ -434,6 +439,7 @@ def _identity_from_run(run: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {"cell_key": f"run:{run_id}", "model_label": llm.get("model") or settings.get("model") or "?",
             "llm": settings.get("llm") or llm.get("spec"), "model": llm.get("model"),
             "intent_method": settings.get("intent_method"), "strategy": settings.get("strategy"),
+            "style": run.get("style") or settings.get("style") or "structured",
             "prompt_index": None, "prompt": run.get("prompt"), "repetition": None}
 
 

@@ -108,6 +108,8 @@ class RunState(BaseModel):
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
     # `kubevibe refine`: {"request": the follow-up, "parent_run_id", "parent_revision"}; None for a new request.
     refine: dict[str, Any] | None = None
+    # The conversational style's one conversation (llm.conversation.Conversation as data), continued by resume.
+    conversation: dict[str, Any] | None = None
 
 
 class Interrupted(BaseException):

@@ -35,10 +35,27 @@ def check_prompt(prompt: str) -> str:
 
 
 def resolve_strategy(settings: Settings, llm: LLMClient) -> str:
+    if settings.style == "conversational":
+        # The scaffold is structured by nature (the tool renders the files, the model fills schema fields).
+        if settings.strategy == "scaffold":
+            raise UsageError("The scaffold strategy is structured prompting; with --style conversational use "
+                             "--strategy full or auto.")
+        return "full"
     if settings.strategy != "auto":
         return settings.strategy
     # A replayed run must take the recorded run's path, or its answers stop matching the requests.
     return llm.recorded_strategy or llm.default_strategy
+
+
+def _replayed_style(settings: Settings, resolved: ResolvedSettings,
+                    llm: LLMClient) -> tuple[Settings, ResolvedSettings]:
+    """A replay asks the way the recorded run asked, unless the user chose a style: otherwise its answers stop
+    matching the requests."""
+    if llm.recorded_style is None or resolved.sources.get("style") != "default" or llm.recorded_style == settings.style:
+        return settings, resolved
+    settings = settings.model_copy(update={"style": llm.recorded_style})
+    sources = {**resolved.sources, "style": "replay:recorded run"}
+    return settings, resolved.model_copy(update={"settings": settings, "sources": sources})
 
 
 class Session:
@@ -72,8 +89,14 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
     # A bad SLO file is bad input: it stops the run before anything is created (exit 2).
     slo = load_slo_file(settings.slo).model_dump(mode="json") if settings.slo else None
     llm, choice = make_client(settings)
+    settings, resolved = _replayed_style(settings, resolved, llm)
+    try:
+        strategy = resolve_strategy(settings, llm)
+    except UsageError:
+        llm.close()
+        raise
     rundir = RunDir.create(settings.runs_dir, llm.model)
-    state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm), slo=slo)
+    state = RunState(prompt=prompt, strategy=strategy, slo=slo)
     rundir.write_json("run.json", {
         "run_id": rundir.run_id,
         "prompt": prompt,
@@ -82,6 +105,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
         "llm": {"backend": llm.backend, "model": llm.model, "spec": settings.llm, "choice": choice.reason,
                 "describe": llm.describe()},
         "strategy": state.strategy,
+        "style": settings.style,
         "settings": settings.model_dump(mode="json"),
         "sources": resolved.sources,
         "config_file": resolved.config_file,

@@ -27,6 +27,7 @@ def run_summary(path: Path) -> dict[str, Any]:
         "reason": run.get("reason"),
         "llm": run.get("llm", {}),
         "strategy": run.get("strategy"),
+        "style": run.get("style") or (run.get("settings") or {}).get("style") or "structured",
         "intent_method": run.get("settings", {}).get("intent_method"),
         "steps": len(stages),
         "fix_iterations": len(fixes),

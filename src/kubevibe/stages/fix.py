@@ -44,6 +44,10 @@ def run(ctx: RunContext) -> StageResult:
     if ctx.settings.fix_from_zero:
         return StageResult(outcome=Outcome.REGENERATE,
                            summary="FIXFZERO=1: discarding the artifacts and generating from scratch")
+    if ctx.settings.style == "conversational":
+        from kubevibe.stages import conversational
+
+        return conversational.fix(ctx)
     if ctx.state.strategy == "scaffold":
         # The model only wrote the handler bodies, and a small model cannot edit whole files (measured: it
         # rewrites them wrongly). Its part is redone instead, with the next step's seed.

@@ -40,6 +40,10 @@ def _ensure_newline(text: str) -> str:
 
 
 def run(ctx: RunContext) -> StageResult:
+    if ctx.settings.style == "conversational":
+        from kubevibe.stages import conversational
+
+        return conversational.generate(ctx)
     if ctx.state.strategy == "scaffold":
         from kubevibe import scaffold
 

@@ -104,6 +104,18 @@ class RunState(BaseModel):
     connect_report: dict[str, Any] | None = None
     chart: str | None = None  # path of the packaged chart, relative to the run dir
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
+    # Where Build wrote the service code in the build context (the artifact key stays "myapp.py").
+    service_file: str | None = None
+    # Every stand-in that acted in this run: {"kind": "base-image"|"dropped-field"|..., "detail": str}.
+    stand_ins: list[dict[str, str]] = Field(default_factory=list)
+
+    def stand_ins_plus(self, new: list[dict[str, str]]) -> list[dict[str, str]]:
+        """stand_ins with `new` appended, each record once (for StageResult.updates["stand_ins"])."""
+        out = list(self.stand_ins)
+        for record in new:
+            if record not in out:
+                out.append(record)
+        return out
 
 
 class Interrupted(BaseException):

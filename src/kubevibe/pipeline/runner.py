@@ -221,6 +221,8 @@ class Runner:
             chart=self.ctx.state.chart,
             strategy=self.ctx.state.strategy,
             reference=self.ctx.state.reference,
+            service_file=self.ctx.state.service_file,
+            stand_ins=self.ctx.state.stand_ins,
         )
         self.ctx.rundir.write_json("run.json", run)
         return end

@@ -121,7 +121,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
-    from kubevibe.records.show import run_summary, verification_line
+    from kubevibe.records.show import run_summary, stand_in_lines, verification_line
 
     summary = run_summary(run_dir)
     if as_json:
@@ -138,6 +138,10 @@ def show(
         out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
                   f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
     out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", markup=False)
+    for line in stand_in_lines(summary["stand_ins"]):
+        out.print(line, highlight=False, markup=False)
+    if summary["service_file"] and summary["service_file"] != "myapp.py":
+        out.print(f"service file: {summary['service_file']}", highlight=False, markup=False)
     if summary["image"]:
         out.print(f"image:    {summary['image']}")
     if summary["chart"]:
@@ -310,7 +314,7 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     from kubevibe.console import ConsoleReporter
-    from kubevibe.records.show import run_summary, verification_line
+    from kubevibe.records.show import run_summary, stand_in_lines, verification_line
 
     show_progress = not (quiet or as_json)
     if show_progress:
@@ -327,6 +331,8 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
         out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
+        for line in stand_in_lines(summary["stand_ins"]):  # what would differ on a real registry and cluster
+            out.print(line, highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -35,6 +35,8 @@ def run_summary(path: Path) -> dict[str, Any]:
         "image": run.get("image"),
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
+        "service_file": run.get("service_file"),
+        "stand_ins": run.get("stand_ins") or [],
         "tests_from": tests_from(run),
         "transitions": [
             {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
@@ -71,3 +73,8 @@ def verification_line(verified: dict[str, Any], tests_from: str | None = None) -
     elif verified.get("reachable"):
         parts.append("no declared tests")
     return ", ".join(parts) if parts else "nothing verified"
+
+
+def stand_in_lines(stand_ins: list[dict[str, Any]]) -> list[str]:
+    """One line per stand-in that acted in a run (what would differ on a real registry and cluster)."""
+    return [f"stand-in ({s.get('kind')}): {s.get('detail')}" for s in stand_ins]

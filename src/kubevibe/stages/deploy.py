@@ -35,8 +35,9 @@ def run(ctx: RunContext) -> StageResult:
         ctx.run_cleanup("deployment")  # logs are already in the evidence and the stage directory
         # The played copy's notes stay out of failure evidence: replicas or dropped ports are not what broke,
         # and Fix should not be tempted to "repair" them.
+        notes = failure.info.notes if failure.info else []
         return StageResult.failed(f"Deploy failed: {failure.summary}", evidence=failure.evidence,
-                                  updates={"deployment": None})  # fmt: skip
+                                  updates={"deployment": None, "stand_ins": _stand_ins(ctx, notes)})  # fmt: skip
     target.collect_logs(ctx, info, ctx.stage_dir / "logs")  # the start-up logs, kept with the run
     pods = ", ".join(f"{p.name} ({p.ip or 'no address'})" for p in info.pods)
     evidence = _notes_evidence(info.notes)
@@ -50,9 +51,16 @@ def run(ctx: RunContext) -> StageResult:
     return StageResult.ok(
         f"Deployed on {target.name}: {pods}" + (f"; listening after {info.ready_s:.0f}s" if info.ready_s else ""),
         evidence=evidence,
-        updates={"deployment": info.model_dump(mode="json")},
+        updates={"deployment": info.model_dump(mode="json"), "stand_ins": _stand_ins(ctx, info.notes)},
         metrics=metrics,
     )
+
+
+def _stand_ins(ctx: RunContext, notes: list[str]) -> list[dict[str, str]]:
+    """The target's changes to the applied copy, as run.json stand-ins: what would differ on a real cluster."""
+    new = [{"kind": "dropped-field" if "dropped" in note else f"{ctx.settings.target}-target", "detail": note}
+           for note in notes]  # fmt: skip
+    return ctx.state.stand_ins_plus(new)
 
 
 def _notes_evidence(notes: list[str]) -> list[Evidence]:

@@ -1,11 +1,11 @@
 """Local infrastructure that KubeVibe sets up once and then reuses: the base image, the registry, the checks.
 
-* Base image (`BASE_IMAGE`): where no public registry is reachable, `FROM python:3.11-slim` cannot be pulled.
-  `setup()` builds a stand-in: a Debian bookworm root file system made with debootstrap (from this machine's own
-  apt mirror), imported into podman, plus a layer that makes it behave like the official python image: `python`
-  and `pip` on PATH through a venv in /opt/venv (so PEP 668 does not get in the way), the host's CA bundle
-  trusted (pip and requests work behind TLS-intercepting proxies), common web packages pre-installed, WORKDIR /app.
-  `engines.base.map_base_image()` rewrites FROM lines to it, and records every rewrite.
+* Base images: where no public registry is reachable, `FROM python:3.11-slim` cannot be pulled. `setup()`
+  builds the default stand-in (`BASE_IMAGE`, Python 3.11 from bookworm); the others (kubevibe.baseimages:
+  Python 3.13 from trixie) are built by the first Build that needs them. Each is a Debian root file system made
+  with debootstrap (from this machine's own apt mirror), imported into podman, plus a layer laid out like the
+  official python image (Python under /usr/local, nothing pre-installed; see baseimages and
+  docs/local-engine.md). `engines.base.map_base_image()` rewrites FROM lines to them, and records every rewrite.
 * Registry: the CNCF distribution registry (Debian `docker-registry`) as a plain background process on
   127.0.0.1:$KUBEVIBE_REGISTRY_PORT (default 5005, not 5000: generated services listen on 5000, and podman's
   `kube play` publishes declared container ports on the host). Started on demand, reused while alive.

@@ -107,3 +107,24 @@ def test_cpu_limits_of_the_played_workloads():
     docs = [{"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [
         {"name": "app", "image": "x", "resources": {"limits": {"cpu": "30m"}}}, {"name": "side", "image": "y"}]}}}}]
     assert cpu_limits(docs) == {"app": "30m"}
+
+
+def test_stand_ins_are_recorded_once_each_and_printed_one_per_line():
+    from kubevibe.pipeline.context import RunState
+    from kubevibe.records.show import stand_in_lines
+
+    state = RunState(prompt="x", stand_ins=[{"kind": "base-image", "detail": "FROM python:3.11-slim -> x"}])
+    merged = state.stand_ins_plus([{"kind": "base-image", "detail": "FROM python:3.11-slim -> x"},
+                                   {"kind": "dropped-field", "detail": "metadata.namespace 'default' dropped"}])
+    assert [s["kind"] for s in merged] == ["base-image", "dropped-field"]
+    assert stand_in_lines(merged)[1] == "stand-in (dropped-field): metadata.namespace 'default' dropped"
+
+
+def test_ready_timeout_is_a_setting_with_its_environment_variable():
+    from kubevibe.errors import SettingError
+    from kubevibe.settings import resolve_settings
+
+    resolved = resolve_settings(env={"KUBEVIBE_READY_TIMEOUT": "45"})
+    assert resolved.settings.ready_timeout == 45.0 and resolved.sources["ready_timeout"] == "env:KUBEVIBE_READY_TIMEOUT"
+    with pytest.raises(SettingError):
+        resolve_settings(env={"KUBEVIBE_READY_TIMEOUT": "-1"})

@@ -626,6 +626,12 @@ def doctor() -> list[Check]:
     if base_ok and not base_image_current():
         detail += " (outdated: setup rebuilds it)"
     checks.append(Check("base image", base_ok, detail, setup_cmd))
+    for stand_in in STAND_INS:
+        if stand_in == DEFAULT_STAND_IN:
+            continue
+        present = find_tool("podman") is not None and PodmanBuilder().image_exists(stand_in.image)
+        checks.append(Check(f"python {stand_in.python} stand-in", present, stand_in.image + (
+            "" if present else " missing (built by the first run that needs it)"), setup_cmd, required=False))
     checks.append(_tool_check("docker-registry", "apt-get install -y docker-registry", label="docker-registry binary"))
     alive = registry_alive()
     checks.append(Check("registry running", alive,

@@ -255,14 +255,15 @@ def test_fastapi_multi_stage_non_root_with_configmap_namespace_and_probes_succee
     assert record["settings"]["ready_timeout"] == 180.0 and record["sources"]["ready_timeout"] == "default"
 
 
-def test_gunicorn_full_tag_copy_dot_and_copied_site_packages_succeeds(runs):
+def test_gunicorn_python_3_12_full_tag_copy_dot_and_copied_site_packages_succeeds(runs):
+    # 3.12 maps to the 3.11 stand-in, whose /usr/local/lib/python3.12 points to its own site-packages.
     dockerfile = '''\
-FROM python:3.11 AS deps
+FROM python:3.12 AS deps
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install --no-cache-dir -r /tmp/requirements.txt
 
-FROM python:3.11-slim
-COPY --from=deps /usr/local/lib/python3.11/site-packages /usr/local/lib/python3.11/site-packages
+FROM python:3.12-slim
+COPY --from=deps /usr/local/lib/python3.12/site-packages /usr/local/lib/python3.12/site-packages
 COPY --from=deps /usr/local/bin/gunicorn /usr/local/bin/gunicorn
 RUN adduser --disabled-password --gecos '' web
 WORKDIR /srv
@@ -280,6 +281,8 @@ CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "app:app"]
     record = json.loads((run / "run.json").read_text())
     assert record["service_file"] == "app.py"
     assert any("full (non-slim) image" in s["detail"] for s in record["stand_ins"])
+    assert any("Python 3.12 requested, the nearest local stand-in has Python 3.11" in s["detail"]
+               for s in record["stand_ins"])
 
 
 def test_missing_gunicorn_in_requirements_fails_at_deploy_not_a_false_pass(runs):

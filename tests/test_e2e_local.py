@@ -21,6 +21,7 @@ from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST,
 
 from kubevibe.exec import run as run_command
 from kubevibe.llm.replay import write_replay_log
+from kubevibe.podman_conf import podman_env
 from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine
@@ -83,9 +84,21 @@ class Runs:
     def cleanup(self) -> None:
         for run in (self.tmp_path / "runs").glob("*/*"):
             assert leftovers(run.name) == NOTHING, f"run {run.name} left resources behind"
-        for image in podman("images", "--format", "{{.Repository}}:{{.Tag}}").split():
+        for image in _image_names():
             if any(run.name in image for run in (self.tmp_path / "runs").glob("*/*")):
                 podman("rmi", "--force", image)
+
+
+def _image_names() -> list[str]:
+    """podman's image names; retried, because `podman images` fails when another process removes an image
+    while it lists them (other runs and test sessions share the image store)."""
+    for _ in range(5):
+        result = run_command([str(find_tool("podman")), "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                             timeout=60, env=podman_env())
+        if result.ok:
+            return result.stdout.split()
+        time.sleep(1)
+    return podman("images", "--format", "{{.Repository}}:{{.Tag}}").split()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from kubevibe.targets.local import cpu_limits, readiness
     [
         ("python:3.11-slim", "3.11", True), ("python:3.11-slim-bookworm", "3.11", True),
         ("docker.io/library/python:3.13-slim", "3.13", True), ("python:3.13-slim-trixie", "3.13", True),
-        ("python:3.11", "3.11", False), ("python:3.12-slim", "3.13", False), ("python:3.10-slim", "3.11", False),
+        ("python:3.11", "3.11", False), ("python:3.12-slim", "3.11", False), ("python:3.10-slim", "3.11", False),
         ("python:3.9", "3.11", False), ("python:3.14-slim", "3.13", False), ("python:latest", "3.13", False),
         ("python:3.11-alpine", "3.11", False), ("python:3.11-slim-bullseye", "3.11", False),
         ("python:3.11.9-slim", "3.11", False),
@@ -32,7 +32,7 @@ def test_each_python_tag_gets_the_nearest_stand_in(ref, python, faithful):
 def test_alpine_note_says_debian_no_apk_and_what_to_use():
     note = " ".join(choose_stand_in("python:3.12-alpine").notes)
     assert "Debian, not Alpine" in note and "`apk` is not available" in note
-    assert "apt-get" in note and "useradd" in note and "python:3.13-slim" in note
+    assert "apt-get" in note and "useradd" in note and "python:3.11-slim" in note
 
 
 def test_not_python_images_get_no_stand_in():
@@ -52,6 +52,7 @@ def test_stand_in_containerfile_has_the_official_layout_and_nothing_preinstalled
     assert installs == [" && pip install --no-cache-dir --no-compile --disable-pip-version-check "
                         "setuptools==79.0.1 wheel==0.45.1 \\"]  # what the official 3.11 image ships, nothing more
     assert {s.suite for s in STAND_INS} == {"bookworm", "trixie"}
+    assert "ln -sT python3.11 /usr/local/lib/python3.12" in text  # a 3.12 Dockerfile's paths still resolve
 
 
 def test_host_debian_suite(tmp_path):

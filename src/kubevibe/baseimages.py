@@ -40,6 +40,9 @@ class StandIn:
     python: str  # "3.11"
     suite: str  # "bookworm"
     extra_packages: tuple[str, ...] = ()  # what the official image adds beyond pip (PyPI names)
+    # Other versions mapped here: /usr/local/lib/pythonX.Y and /usr/local/bin/pythonX.Y point to this one, so
+    # `COPY --from=builder /usr/local/lib/python3.12/site-packages ...` and `CMD ["python3.12", ...]` still work.
+    aliases: tuple[str, ...] = ()
 
     @property
     def image(self) -> str:
@@ -56,8 +59,8 @@ class StandIn:
 
 # The official 3.11 images ship setuptools and wheel next to pip; 3.12 and later ship pip only.
 STAND_INS = (
-    StandIn("3.11", "bookworm", ("setuptools==79.0.1", "wheel==0.45.1")),
-    StandIn("3.13", "trixie"),
+    StandIn("3.11", "bookworm", ("setuptools==79.0.1", "wheel==0.45.1"), aliases=("3.8", "3.9", "3.10", "3.12")),
+    StandIn("3.13", "trixie", aliases=("3.14", "3.15")),
 )
 DEFAULT_STAND_IN = STAND_INS[0]  # built by `kubevibe setup`; the others on first need
 
@@ -111,7 +114,9 @@ def choose_stand_in(ref: str) -> Choice | None:
     if variant == "latest":
         variant = ""
     minor = int(version.split(".")[1]) if version and "." in version else NEWEST_OFFICIAL_MINOR
-    stand_in = min(STAND_INS, key=lambda s: (abs(s.minor - minor), -s.minor))  # ties go to the newer Python
+    # Ties (3.12) go to the older Python: requirements pinned for 3.12 nearly always have 3.11 wheels, while
+    # older pins of compiled packages (pydantic-core, uvloop, numpy...) have no 3.13 wheels and would not build.
+    stand_in = min(STAND_INS, key=lambda s: (abs(s.minor - minor), s.minor))
     notes: list[str] = []
     if version and "." in version and version.split(".")[1] != str(stand_in.minor):
         notes.append(f"Python {version} requested, the nearest local stand-in has Python {stand_in.python} "
@@ -146,6 +151,8 @@ def python_image_match(ref: str) -> tuple[bool, str | None]:
 def render_containerfile(stand_in: StandIn, *, python_version: str, pip_version: str, ca_bundle_path: str) -> str:
     """Layer 2 of a stand-in, on its debootstrap root file system. One RUN, no pip cache left behind."""
     py = stand_in.python
+    aliases = "".join(f" \\\n && ln -sT python{py} /usr/local/lib/python{a} && ln -sT python3 /usr/local/bin/python{a}"
+                      for a in stand_in.aliases)
     extra = " ".join(stand_in.extra_packages)
     install_extra = (f" \\\n && pip install --no-cache-dir --no-compile --disable-pip-version-check {extra}"
                      if extra else "")  # fmt: skip
@@ -169,7 +176,7 @@ RUN set -eux \\
  && python3 -m venv --system-site-packages /usr/local \\
  && rm -f /usr/local/bin/activate /usr/local/bin/activate.* /usr/local/bin/Activate.ps1 \\
  && ln -sfT python3 /usr/local/bin/python \\
- && ln -sfT pip3 /usr/local/bin/pip{install_extra} \\
+ && ln -sfT pip3 /usr/local/bin/pip{install_extra}{aliases} \\
  && python -c "import sys; assert sys.prefix == '/usr/local', sys.prefix" \\
  && rm -rf /root/.cache /var/cache/apt/archives/*.deb /var/lib/apt/lists/*
 WORKDIR /

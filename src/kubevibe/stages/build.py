@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from kubevibe.baseimages import DEFAULT_STAND_IN, choose_stand_in
@@ -137,7 +138,7 @@ def run(ctx: RunContext) -> StageResult:
     )
 
 
-def place_service_code(ctx: RunContext, context_dir) -> str:
+def place_service_code(ctx: RunContext, context_dir: Path) -> str:
     """Write the service code where the Dockerfile expects it (buildcontext.service_file); return that path."""
     path = service_file(ctx.artifacts.get(DOCKERFILE))
     if path != CODE:

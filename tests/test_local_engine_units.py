@@ -75,6 +75,7 @@ def test_host_debian_suite(tmp_path):
         ('COPY . .\nCMD ["sh","-c","exec gunicorn --bind 0.0.0.0:$PORT wsgi:app"]', "wsgi.py"),
         ('COPY . .\nCMD ["python","-m","flask","--app","web","run"]', "web.py"),
         ("COPY . .\nCMD python -m service", "service.py"),
+        ('COPY requirements.txt *.py ./\nCMD ["python", "app.py"]', "app.py"),
         ('COPY ../secret.py .\nCMD ["python", "/etc/passwd"]', "myapp.py"),  # never outside the context
         ("COPY --from=builder /install /usr/local\nCOPY . .", "myapp.py"),
     ],

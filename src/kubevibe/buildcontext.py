@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from fnmatch import fnmatch
 import shlex
 from pathlib import PurePosixPath
 
@@ -149,6 +150,9 @@ def service_file(dockerfile: str) -> str:
     candidates: list[str] = []
     for sources, dest in copies:
         for source in sources:
+            if any(c in source for c in "*?[") and fnmatch(PurePosixPath(script).name, source.lstrip("./")):
+                candidates.append(PurePosixPath(script).name)  # `COPY *.py .` brings the script's file
+                continue
             src = _safe_relative(source.rstrip("/")) if source.strip() not in (".", "./") else ""
             if src is None or src.endswith(".py") or src in FILES:
                 continue

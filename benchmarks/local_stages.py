@@ -4,6 +4,9 @@
 Scenarios, each run REPEAT times through the real `kubevibe run` command with replayed model answers:
   first build   requirements.txt made unique per repetition, so the pip layer is built from scratch
   rebuild       the same requirements again, with a one-line change of myapp.py (pip layer cached)
+  requirements  a package added to requirements.txt (the pip layer is built again; nothing is pre-installed)
+Run it once per code base to compare (the interpreter's PYTHONPATH decides which kubevibe runs), e.g. before:
+  PYTHONPATH=/path/to/old/src .venv/bin/python benchmarks/local_stages.py
 For every run: Build, Validate, Deploy (to ready), Connect, Chart, and the time each stage spent outside
 external commands (the tool's own overhead: stage time minus the commands in its commands.log).
 
@@ -60,7 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    results: dict[str, list[dict[str, tuple[float, float]]]] = {"first build": [], "rebuild (1-line change)": []}
+    results: dict[str, list[dict[str, tuple[float, float]]]] = {"first build": [], "rebuild (1-line change)": [],
+                                                                "rebuild (requirements)": []}
     with tempfile.TemporaryDirectory(prefix="kv-bench-") as tmp:
         workdir = Path(tmp)
         for i in range(args.repeat):
@@ -69,6 +73,8 @@ def main() -> None:
             results["first build"].append(run_once(workdir, KNOWN_GOOD_CODE, requirements))
             changed = KNOWN_GOOD_CODE.replace("app = Flask(__name__)", f"app = Flask(__name__)  # {token}")
             results["rebuild (1-line change)"].append(run_once(workdir, changed, requirements))
+            more = requirements + "requests==2.32.3\n"  # a new dependency: the pip layer is built again
+            results["rebuild (requirements)"].append(run_once(workdir, changed, more))
             print(f"repetition {i + 1}/{args.repeat} done", file=sys.stderr)
     print(f"\nLocal engine, known-good credit-card service, {args.repeat} repetitions (median [min-max] seconds)\n")
     header = f"{'scenario':<26}" + "".join(f"{s:>20}" for s in STAGES) + f"{'overhead':>12}"

@@ -20,8 +20,8 @@ from engine_helpers import NOTHING, leftovers, podman, require_engine
 from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST, KNOWN_GOOD_REQUIREMENTS
 
 from kubevibe.exec import run as run_command
-from kubevibe.podman_conf import podman_env
 from kubevibe.llm.replay import write_replay_log
+from kubevibe.podman_conf import podman_env
 from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine
@@ -90,12 +90,13 @@ class Runs:
 
 
 def _image_names() -> list[str]:
-    """podman's image list; retried, because another process removing an image meanwhile makes it fail once."""
-    for _ in range(3):
-        listed = run_command([str(find_tool("podman")), "images", "--format", "{{.Repository}}:{{.Tag}}"],
+    """podman's image names; retried, because `podman images` fails when another process removes an image
+    while it lists them (other runs and test sessions share the image store)."""
+    for _ in range(5):
+        result = run_command([str(find_tool("podman")), "images", "--format", "{{.Repository}}:{{.Tag}}"],
                              timeout=60, env=podman_env())
-        if listed.ok:
-            return listed.stdout.split()
+        if result.ok:
+            return result.stdout.split()
         time.sleep(1)
     return podman("images", "--format", "{{.Repository}}:{{.Tag}}").split()
 

@@ -180,11 +180,12 @@ def test_not_python_images(ref):
 
 def test_python_match_notes_differences():
     assert python_image_match("python:3.11-slim") == (True, None)
-    assert python_image_match("python")[1] is None
+    assert python_image_match("python:3.13-slim-trixie") == (True, None)
+    assert "taken as Python 3.13" in python_image_match("python")[1]
     ok, note = python_image_match("python:3.12-slim")
-    assert ok and "3.12" in note
+    assert ok and "3.12" in note and "nearest local stand-in has Python 3.11" in note
     ok, note = python_image_match("python:3.11-alpine")
-    assert ok and "Alpine" in note
+    assert ok and "not Alpine" in note and "apk" in note and "apt-get" in note
 
 
 # --- ARG expansion --------------------------------------------------------------------------------------------------

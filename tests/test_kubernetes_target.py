@@ -607,10 +607,10 @@ def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app
 
 def test_connect_to_a_port_nothing_listens_on_fails_and_the_forward_keeps_coming_back(tmp_path, api, app,
                                                                                       monkeypatch):
-    monkeypatch.setattr(connect, "READY_DEADLINE_S", 4.0)
     manifest = known_good_artifacts().get("vibe.yaml").replace("containerPort: 5000", "containerPort: 6000") \
         .replace("targetPort: 5000", "targetPort: 6000").replace("port: 5000", "port: 6000")
     ctx = _deployed(tmp_path, api, known_good_artifacts(**{"vibe.yaml": manifest}))
+    ctx.settings = ctx.settings.model_copy(update={"ready_timeout": 4.0})  # KUBEVIBE_READY_TIMEOUT
     api.forward(namespace_name(ctx.run_id), "credit-card-7d9c5b8f6d-r5t6y", 5000, app)  # the app is on 5000
     result = connect.run(ctx)
     assert result.outcome == Outcome.FAILED

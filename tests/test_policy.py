@@ -45,8 +45,6 @@ def test_privileged_container_names_the_container():
         (lambda d: pod(d).update(initContainers=[{"name": "setup", "image": "x",
                                                   "securityContext": {"privileged": True}}]),
          "init container 'setup' sets securityContext.privileged: true"),
-        (lambda d: d[0]["metadata"].update(namespace="kube-system"),
-         "Deployment credit-card: metadata.namespace is set to 'kube-system', which is not allowed"),
     ],
 )
 def test_refused_pod_settings(mutate, expected):
@@ -108,3 +106,17 @@ def test_external_service_types_need_the_setting(service_type):
         f"(or enable the allow-node-port setting)."
     ]
     assert policy.check(docs, allow_node_port=True) == []
+
+
+def test_namespace_is_not_refused_but_dropped_from_the_applied_copy():
+    from kubevibe.manifests import drop_namespaces
+
+    docs = known_good_docs()
+    docs[0]["metadata"]["namespace"] = "default"
+    assert policy.check(docs) == []
+    applied, notes = drop_namespaces(docs)
+    assert "namespace" not in applied[0]["metadata"] and docs[0]["metadata"]["namespace"] == "default"
+    assert notes == ["Deployment credit-card: metadata.namespace 'default' dropped from the applied copy "
+                     "(KubeVibe chooses the namespace)"]
+    docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mine"}})
+    assert any("kind Namespace is not allowed" in f for f in policy.check(docs))  # cluster-scoped stays refused

@@ -208,13 +208,15 @@ def test_dockerfile_syntax_error_is_a_finding(tmp_path):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     docs = known_good_docs()
-    docs[0]["metadata"]["namespace"] = "default"
+    docs[0]["metadata"]["namespace"] = "default"  # not a problem: dropped from the applied copy, with a note
+    docs[0]["spec"]["template"]["spec"]["hostNetwork"] = True
     docs[0]["spec"]["replicas"] = "two"
     docs[1]["spec"]["selector"] = {"app": "nothing"}
     _, result = run_validate(tmp_path, docs=docs, dockerfile=KNOWN_GOOD_DOCKERFILE.replace("RUN pip", "RUN sudo pip"))
     checks = [e.detail for e in result.evidence if e.kind == "finding"]
     assert checks == ["check: policy", "check: schema", "check: consistency", "check: hadolint"]
-    assert result.summary.startswith("4 problems: Deployment credit-card: metadata.namespace is set to 'default'")
+    assert result.summary.startswith("4 problems: Deployment credit-card: the pod sets hostNetwork: true")
+    assert "metadata.namespace 'default' dropped from the applied copy" in " ".join(notes(result))
 
 
 def test_without_a_built_image_there_is_no_image_note(tmp_path):

@@ -142,7 +142,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
-    from kubevibe.records.show import load_line, run_summary, verification_line
+    from kubevibe.records.show import load_line, run_summary, stand_in_lines, verification_line
 
     summary = run_summary(run_dir)
     if as_json:
@@ -165,6 +165,10 @@ def show(
         out.print(f"load:     {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
     if summary["resources"]:
         out.print(f"resources: {summary['resources']}", highlight=False, markup=False)
+    for line in stand_in_lines(summary["stand_ins"]):
+        out.print(line, highlight=False, markup=False)
+    if summary["service_file"] and summary["service_file"] != "myapp.py":
+        out.print(f"service file: {summary['service_file']}", highlight=False, markup=False)
     if summary["image"]:
         out.print(f"image:    {summary['image']}")
     if summary["chart"]:
@@ -460,7 +464,7 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     from kubevibe.console import ConsoleReporter
-    from kubevibe.records.show import load_line, run_summary, verification_line
+    from kubevibe.records.show import load_line, run_summary, stand_in_lines, verification_line
 
     show_progress = not (quiet or as_json)
     if show_progress:
@@ -484,6 +488,8 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
             out.print(f"pushed:   {summary['push']['image']}", highlight=False, markup=False)
         if load_line(summary["load"], summary["slo"]) and not quiet:
             out.print(f"load: {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
+        for line in stand_in_lines(summary["stand_ins"]):  # what would differ on a real registry and cluster
+            out.print(line, highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -1,11 +1,11 @@
 """Local infrastructure that KubeVibe sets up once and then reuses: the base image, the registry, the checks.
 
-* Base image (`BASE_IMAGE`): where no public registry is reachable, `FROM python:3.11-slim` cannot be pulled.
-  `setup()` builds a stand-in: a Debian bookworm root file system made with debootstrap (from this machine's own
-  apt mirror), imported into podman, plus a layer that makes it behave like the official python image: `python`
-  and `pip` on PATH through a venv in /opt/venv (so PEP 668 does not get in the way), the host's CA bundle
-  trusted (pip and requests work behind TLS-intercepting proxies), common web packages pre-installed, WORKDIR /app.
-  `engines.base.map_base_image()` rewrites FROM lines to it, and records every rewrite.
+* Base images: where no public registry is reachable, `FROM python:3.11-slim` cannot be pulled. `setup()`
+  builds the default stand-in (`BASE_IMAGE`, Python 3.11 from bookworm); the others (kubevibe.baseimages:
+  Python 3.13 from trixie) are built by the first Build that needs them. Each is a Debian root file system made
+  with debootstrap (from this machine's own apt mirror), imported into podman, plus a layer laid out like the
+  official python image (Python under /usr/local, nothing pre-installed; see baseimages and
+  docs/local-engine.md). `engines.base.map_base_image()` rewrites FROM lines to them, and records every rewrite.
 * Registry: the CNCF distribution registry (Debian `docker-registry`) as a plain background process on
   127.0.0.1:$KUBEVIBE_REGISTRY_PORT (default 5005, not 5000: generated services listen on 5000, and podman's
   `kube play` publishes declared container ports on the host). Started on demand, reused while alive.
@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
+from kubevibe.baseimages import DEBOOTSTRAP_INCLUDE, DEFAULT_STAND_IN, STAND_INS, StandIn, render_containerfile
 from kubevibe.engines.podman import PodmanBuilder
 from kubevibe.errors import KubeVibeError, SettingError
 from kubevibe.exec import CommandResult, kill_group, pretty_command, run
@@ -54,16 +55,8 @@ Progress = Callable[[str], None]
 
 # --- constants ------------------------------------------------------------------------------------------------------
 
-BASE_IMAGE = "localhost/kubevibe/python:3.11-bookworm"
-ROOTFS_IMAGE = "localhost/kubevibe/debian-rootfs:bookworm"  # debootstrap output, imported; parent of BASE_IMAGE
-DEBIAN_SUITE = "bookworm"  # Debian 12: its python3 is 3.11, matching python:3.11 images
-DEBOOTSTRAP_INCLUDE = ("python3", "python3-pip", "python3-venv", "ca-certificates")
-# Pre-installed so that typical generated services build fast and without network trouble. Pinned for
-# reproducible base images; a service's own requirements.txt may still install other versions.
-PREINSTALLED_PACKAGES = (
-    "flask==3.1.3", "fastapi==0.165.0", "uvicorn==0.54.0", "gunicorn==27.0.1", "requests==2.34.2",
-    "pydantic==2.14.4",
-)  # fmt: skip
+BASE_IMAGE = DEFAULT_STAND_IN.image  # python 3.11 from bookworm; baseimages.STAND_INS lists all
+DEBIAN_CODENAMES = {11: "bullseye", 12: "bookworm", 13: "trixie", 14: "forky"}
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_CA_BUNDLE = "/etc/ssl/certs/kubevibe-host-ca-certificates.crt"
 BASE_DIGEST_LABEL = "io.kubevibe.base.digest"
@@ -147,7 +140,7 @@ def read_apt_sources(root: Path = Path("/etc/apt")) -> list[AptSource]:
     return sources
 
 
-def choose_debian_mirror(sources: Sequence[AptSource], suite: str = DEBIAN_SUITE) -> str | None:
+def choose_debian_mirror(sources: Sequence[AptSource], suite: str = "bookworm") -> str | None:
     """A main Debian archive (not security/updates/backports): one that lists `suite` first, else any Debian one."""
 
     def is_archive(src: AptSource) -> bool:
@@ -168,12 +161,12 @@ def choose_debian_mirror(sources: Sequence[AptSource], suite: str = DEBIAN_SUITE
     return None
 
 
-def debian_mirror() -> str:
-    """KUBEVIBE_DEBIAN_MIRROR if set, else the Debian mirror this machine's apt uses."""
+def debian_mirror(suite: str | None = None) -> str:
+    """KUBEVIBE_DEBIAN_MIRROR if set, else the Debian mirror this machine's apt uses (for `suite` if listed)."""
     override = os.environ.get("KUBEVIBE_DEBIAN_MIRROR", "").strip()
     if override:
         return override
-    mirror = choose_debian_mirror(read_apt_sources())
+    mirror = choose_debian_mirror(read_apt_sources(), suite or host_debian_suite() or "bookworm")
     if mirror is None:
         raise KubeVibeError(
             "No Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d.",
@@ -256,36 +249,7 @@ def _pipe(
     return result
 
 
-# --- base image -----------------------------------------------------------------------------------------------------
-
-
-def render_base_containerfile(rootfs_image: str | None = None) -> str:
-    """Layer 2 of the base image. Kept as one RUN so the image has few layers and no pip cache."""
-    rootfs_image = rootfs_image or ROOTFS_IMAGE
-    packages = " ".join(PREINSTALLED_PACKAGES)
-    ca = IMAGE_CA_BUNDLE
-    return f"""\
-# Generated by KubeVibe (kubevibe.localinfra): a local stand-in for the official python:3.11 image.
-FROM {rootfs_image}
-LABEL org.opencontainers.image.title="kubevibe-python" \\
-      org.opencontainers.image.description="Debian {DEBIAN_SUITE} + python3 venv; local stand-in for python:3.11"
-# Trust the host's CA bundle (it may include a TLS-intercepting proxy's CA), for pip, requests, OpenSSL.
-COPY ca-certificates.crt {ca}
-ENV LANG=C.UTF-8 \\
-    VIRTUAL_ENV=/opt/venv \\
-    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    SSL_CERT_FILE={ca} \\
-    REQUESTS_CA_BUNDLE={ca} \\
-    PIP_CERT={ca} \\
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-# A venv first on PATH gives `python` and `pip` like the official image and sidesteps PEP 668;
-# --system-site-packages keeps `pip install --user` working as it does there.
-RUN python3 -m venv --system-site-packages /opt/venv \\
- && pip install --no-cache-dir {packages} \\
- && rm -rf /root/.cache /var/cache/apt/archives/*.deb /var/lib/apt/lists/*
-WORKDIR /app
-CMD ["python3"]
-"""
+# --- base images (the stand-ins of kubevibe.baseimages) -------------------------------------------------------------
 
 
 def _host_ca_bundle() -> Path:
@@ -296,15 +260,9 @@ def _host_ca_bundle() -> Path:
     return Path(certifi.where())
 
 
-def base_image_digest() -> str:
-    """Identifies what the base layer is built from; stored as a label, so a change triggers a rebuild."""
-    h = hashlib.sha256(render_base_containerfile().encode())
-    h.update(_host_ca_bundle().read_bytes())
-    return h.hexdigest()[:16]
-
-
-def base_image_current() -> bool:
-    return image_label(BASE_IMAGE, BASE_DIGEST_LABEL) == base_image_digest()
+def _stand_in_paths(stand_in: StandIn) -> dict[str, Path]:
+    base = _paths()["base"] / f"python{stand_in.python}-{stand_in.suite}"
+    return {"rootfs": base / "rootfs", "context": base / "context"}
 
 
 def _mounts_below(path: Path) -> list[str]:
@@ -326,83 +284,125 @@ def _remove_rootfs(rootfs: Path) -> None:
     shutil.rmtree(rootfs)
 
 
-def make_rootfs(progress: Progress = print) -> Path:
-    """debootstrap a minimal Debian with python3 into data_dir()/base/rootfs. Needs root."""
-    paths = _paths()
-    rootfs = paths["rootfs"]
+def host_debian_suite(path: Path = Path("/etc/debian_version")) -> str | None:
+    """The host's Debian suite from /etc/debian_version ("12.11" -> bookworm, "trixie/sid" -> trixie)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    major = text.split(".", 1)[0]
+    if major.isdigit():
+        return DEBIAN_CODENAMES.get(int(major))
+    return text.split("/", 1)[0] or None
+
+
+def make_rootfs(suite: str, rootfs: Path, progress: Progress = print) -> Path:
+    """debootstrap a minimal Debian `suite` (with python3) into rootfs. Needs root; any suite from any host."""
+    log = _paths()["setup_log"]
     debootstrap = require_tool("debootstrap", "Run: apt-get install -y debootstrap")
     if os.geteuid() != 0:
-        raise KubeVibeError("Creating the base image needs root (debootstrap).", "Run `kubevibe setup` as root.")
+        raise KubeVibeError("Creating a base image needs root (debootstrap).", "Run `kubevibe setup` as root.")
     _remove_rootfs(rootfs)  # debootstrap cannot resume a half-made tree
     rootfs.parent.mkdir(parents=True, exist_ok=True)
-    mirror = debian_mirror()
-    progress(f"  debootstrap {DEBIAN_SUITE} from {mirror} (about 1 minute; log: {paths['setup_log']})")
+    mirror = debian_mirror(suite)
+    progress(f"  debootstrap {suite} from {mirror} (about 1 minute; log: {log})")
     argv = [str(debootstrap), "--variant=minbase", "--include=" + ",".join(DEBOOTSTRAP_INCLUDE),
-            DEBIAN_SUITE, str(rootfs), mirror]  # fmt: skip
-    result = run(argv, timeout=DEBOOTSTRAP_TIMEOUT_S, log_file=paths["setup_log"])
+            suite, str(rootfs), mirror]  # fmt: skip
+    result = run(argv, timeout=DEBOOTSTRAP_TIMEOUT_S, log_file=log)
     if not result.ok:
         _remove_rootfs(rootfs)
-        result.check(hint=f"See {paths['setup_log']}; set KUBEVIBE_DEBIAN_MIRROR to use another mirror.")
+        result.check(hint=f"See {log}; set KUBEVIBE_DEBIAN_MIRROR to use another mirror.")
     if _mounts_below(rootfs):
         raise KubeVibeError(f"debootstrap left file systems mounted below {rootfs}.", "Unmount them and retry.")
     return rootfs
 
 
-def import_rootfs(rootfs: Path, progress: Progress = print) -> None:
-    """`tar -C rootfs -c . | podman import - ROOTFS_IMAGE`, without a shell."""
+def import_rootfs(rootfs: Path, image: str, suite: str, progress: Progress = print) -> None:
+    """`tar -C rootfs -c . | podman import - IMAGE`, without a shell."""
     tar = find_tool("tar") or Path("tar")
-    progress(f"  importing the root file system as {ROOTFS_IMAGE}")
+    progress(f"  importing the root file system as {image}")
     producer = [str(tar), "-C", str(rootfs), "--numeric-owner", "-c", "."]
-    consumer = [_podman(), "import", "--message", "kubevibe debootstrap " + DEBIAN_SUITE, "-", ROOTFS_IMAGE]
+    consumer = [_podman(), "import", "--message", "kubevibe debootstrap " + suite, "-", image]
     result = _pipe(producer, consumer, timeout=IMPORT_TIMEOUT_S, env=podman_env(), log_file=_paths()["setup_log"])
     result.check(hint=f"See {_paths()['setup_log']}.")
 
 
-def build_base_layer(progress: Progress = print) -> None:
-    """Build BASE_IMAGE from ROOTFS_IMAGE with the generated Containerfile (venv, CA bundle, packages)."""
-    paths = _paths()
+def _probe_versions(rootfs_image: str) -> tuple[str, str]:
+    """(exact Python version, bundled pip version) of a root file system image, for the official ENV values."""
+    script = "import ensurepip, platform; print(platform.python_version(), ensurepip.version())"
+    result = run([_podman(), "run", "--rm", "--network=none", rootfs_image, "python3", "-c", script],
+                 timeout=120, env=podman_env(), log_file=_paths()["setup_log"])  # fmt: skip
+    result.check(hint=f"See {_paths()['setup_log']}.")
+    python_version, pip_version = result.stdout.split()[:2]
+    return python_version, pip_version
+
+
+def render_stand_in_containerfile(stand_in: StandIn, python_version: str = "3", pip_version: str = "0") -> str:
+    return render_containerfile(stand_in, python_version=python_version, pip_version=pip_version,
+                                ca_bundle_path=IMAGE_CA_BUNDLE)  # fmt: skip
+
+
+def stand_in_digest(stand_in: StandIn) -> str:
+    """Identifies what a stand-in is built from; stored as a label, so a change triggers a rebuild."""
+    h = hashlib.sha256(render_stand_in_containerfile(stand_in).encode())
+    h.update(" ".join(DEBOOTSTRAP_INCLUDE).encode())
+    h.update(_host_ca_bundle().read_bytes())
+    return h.hexdigest()[:16]
+
+
+def stand_in_current(stand_in: StandIn) -> bool:
+    return image_label(stand_in.image, BASE_DIGEST_LABEL) == stand_in_digest(stand_in)
+
+
+def base_image_current() -> bool:
+    return stand_in_current(DEFAULT_STAND_IN)
+
+
+def _build_stand_in(stand_in: StandIn, progress: Progress) -> None:
+    builder = PodmanBuilder()
+    paths = _stand_in_paths(stand_in)
+    if builder.image_exists(stand_in.rootfs_image):
+        progress(f"Root file system image {stand_in.rootfs_image} already present")
+    else:
+        progress(f"Creating the Debian {stand_in.suite} root file system")
+        t0 = time.monotonic()
+        make_rootfs(stand_in.suite, paths["rootfs"], progress)
+        import_rootfs(paths["rootfs"], stand_in.rootfs_image, stand_in.suite, progress)
+        _remove_rootfs(paths["rootfs"])  # the image holds it now; 300 MB less on disk
+        progress(f"  done in {time.monotonic() - t0:.0f}s")
+    progress(f"Building the base image {stand_in.image}")
+    t0 = time.monotonic()
+    python_version, pip_version = _probe_versions(stand_in.rootfs_image)
     context = paths["context"]
     context.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_host_ca_bundle(), context / "ca-certificates.crt")
     containerfile = context / "Containerfile"
-    containerfile.write_text(render_base_containerfile(), encoding="utf-8")
-    progress(f"  building {BASE_IMAGE} (venv + {len(PREINSTALLED_PACKAGES)} packages from PyPI, about 1 minute)")
+    containerfile.write_text(render_stand_in_containerfile(stand_in, python_version, pip_version), encoding="utf-8")
     # The digest label goes on the command line: the Containerfile is itself part of the digest.
-    result = PodmanBuilder().build(
-        context, BASE_IMAGE, timeout=BASE_BUILD_TIMEOUT_S, log_file=paths["setup_log"], dockerfile=containerfile,
-        pull="never", labels={BASE_DIGEST_LABEL: base_image_digest()},
-    )  # fmt: skip
-    result.check(hint=f"See {paths['setup_log']}.")
+    log = _paths()["setup_log"]
+    result = builder.build(context, stand_in.image, timeout=BASE_BUILD_TIMEOUT_S, log_file=log,
+                           dockerfile=containerfile, pull="never",
+                           labels={BASE_DIGEST_LABEL: stand_in_digest(stand_in)})  # fmt: skip
+    result.check(hint=f"See {log}.")
+    progress(f"  done in {time.monotonic() - t0:.0f}s (Python {python_version}, pip {pip_version})")
+
+
+def ensure_stand_in(stand_in: StandIn, progress: Progress = print) -> str:
+    """Build a stand-in if it is missing or outdated (one process at a time); return its image name."""
+    if stand_in_current(stand_in):
+        progress(f"Base image {stand_in.image} is up to date")
+        return stand_in.image
+    with _file_lock(_paths()["base_lock"]):
+        if stand_in_current(stand_in):  # another process built it while we waited
+            progress(f"Base image {stand_in.image} is up to date")
+            return stand_in.image
+        _build_stand_in(stand_in, progress)
+    return stand_in.image
 
 
 def ensure_base_image(progress: Progress = print) -> str:
-    """Build BASE_IMAGE if it is missing or outdated; reuse the imported rootfs image when present."""
-    if base_image_current():
-        progress(f"Base image {BASE_IMAGE} is up to date")
-        return BASE_IMAGE
-    with _file_lock(_paths()["base_lock"]):
-        if base_image_current():  # another process built it while we waited
-            progress(f"Base image {BASE_IMAGE} is up to date")
-            return BASE_IMAGE
-        _build_base_image(progress)
-    return BASE_IMAGE
-
-
-def _build_base_image(progress: Progress) -> None:
-    builder = PodmanBuilder()
-    if builder.image_exists(ROOTFS_IMAGE):
-        progress(f"Root file system image {ROOTFS_IMAGE} already present")
-    else:
-        progress(f"Creating the Debian {DEBIAN_SUITE} root file system")
-        t0 = time.monotonic()
-        rootfs = make_rootfs(progress)
-        import_rootfs(rootfs, progress)
-        _remove_rootfs(rootfs)  # the image holds it now; 300 MB less on disk
-        progress(f"  done in {time.monotonic() - t0:.0f}s")
-    progress(f"Building the base image {BASE_IMAGE}")
-    t0 = time.monotonic()
-    build_base_layer(progress)
-    progress(f"  done in {time.monotonic() - t0:.0f}s")
+    """The default stand-in (python 3.11 from bookworm); the others are built on first need."""
+    return ensure_stand_in(DEFAULT_STAND_IN, progress)
 
 
 # --- registry -------------------------------------------------------------------------------------------------------
@@ -626,6 +626,12 @@ def doctor() -> list[Check]:
     if base_ok and not base_image_current():
         detail += " (outdated: setup rebuilds it)"
     checks.append(Check("base image", base_ok, detail, setup_cmd))
+    for stand_in in STAND_INS:
+        if stand_in == DEFAULT_STAND_IN:
+            continue
+        present = find_tool("podman") is not None and PodmanBuilder().image_exists(stand_in.image)
+        checks.append(Check(f"python {stand_in.python} stand-in", present, stand_in.image + (
+            "" if present else " missing (built by the first run that needs it)"), setup_cmd, required=False))
     checks.append(_tool_check("docker-registry", "apt-get install -y docker-registry", label="docker-registry binary"))
     alive = registry_alive()
     checks.append(Check("registry running", alive,
@@ -669,8 +675,9 @@ def status() -> dict[str, Any]:
             "ref": BASE_IMAGE,
             "present": have_podman and builder.image_exists(BASE_IMAGE),
             "current": have_podman and base_image_current(),
-            "rootfs_image_present": have_podman and builder.image_exists(ROOTFS_IMAGE),
+            "rootfs_image_present": have_podman and builder.image_exists(DEFAULT_STAND_IN.rootfs_image),
         },
+        "stand_ins": {s.image: have_podman and builder.image_exists(s.image) for s in STAND_INS},
         "registry": {
             "address": registry_address(),
             "running": registry_alive(),

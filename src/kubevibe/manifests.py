@@ -226,6 +226,20 @@ def set_image(docs: Iterable[Mapping], image: str) -> list[dict]:
     return out
 
 
+def drop_namespaces(docs: Iterable[Mapping]) -> tuple[list[dict], list[str]]:
+    """(new docs without metadata.namespace, one note per dropped field). The tool chooses namespaces (a run's
+    own on a cluster, none locally), so a namespace the model wrote is normalised away rather than refused."""
+    out = [copy.deepcopy(dict(d)) for d in docs]
+    notes = []
+    for doc in out:
+        metadata = doc.get("metadata")
+        if isinstance(metadata, dict) and "namespace" in metadata:
+            value = metadata.pop("namespace")
+            notes.append(f"{describe(doc)}: metadata.namespace {value!r} dropped from the applied copy "
+                         "(KubeVibe chooses the namespace)")
+    return out, notes
+
+
 def split_image(image: str) -> tuple[str, str]:
     """(repository, tag) of an image reference; tag "" if it has none. A digest counts as the tag.
 

@@ -6,7 +6,8 @@ naming the object, the field and the value, ready to be shown to the Fix stage's
 What is refused, and why:
 - kinds outside a small allowlist of namespaced application kinds: cluster-scoped objects (Namespace, ClusterRole,
   CRDs, webhooks, ...) change the whole cluster; RBAC objects grant permissions; DaemonSets run on every node;
-- metadata.namespace: the tool (the user's target) decides the namespace, not the model;
+- metadata.namespace is NOT refused: the tool (the user's target) decides the namespace, so the applied copy
+  drops the field with a note (manifests.drop_namespaces), as it replaces the image;
 - containers that escape isolation: privileged, allowPrivilegeEscalation, added capabilities, Windows hostProcess;
 - pods that share the node: hostNetwork, hostPID, hostIPC, hostPort, hostPath volumes;
 - Services reachable from outside the cluster (NodePort, LoadBalancer, externalIPs) unless allow_node_port.
@@ -48,7 +49,6 @@ def check(docs: Iterable[Mapping], *, allow_node_port: bool = False) -> list[str
     findings: list[str] = []
     for doc in docs:
         findings.extend(check_kind(doc))
-        findings.extend(check_namespace(doc))
         if doc.get("kind") in POD_KINDS:
             findings.extend(check_pod(doc))
         if doc.get("kind") == "Service":
@@ -67,14 +67,6 @@ def check_kind(doc: Mapping) -> list[str]:
     else:
         reason = "it is not one of the namespaced kinds KubeVibe deploys (" + ", ".join(sorted(ALLOWED_KINDS)) + ")"
     return [f"{describe(doc)}: kind {kind} is not allowed, because {reason}."]
-
-
-def check_namespace(doc: Mapping) -> list[str]:
-    metadata = doc.get("metadata")
-    if isinstance(metadata, dict) and "namespace" in metadata:
-        return [f"{describe(doc)}: metadata.namespace is set to {metadata['namespace']!r}, which is not allowed; "
-                f"remove it, because KubeVibe chooses the namespace."]
-    return []
 
 
 def _true(value: Any) -> bool:

@@ -42,7 +42,7 @@ from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 
-FLASK_REQUIREMENT = "flask==3.1.3"  # what the local base image pre-installs; pip resolves it from PyPI elsewhere
+FLASK_REQUIREMENT = "flask==3.1.3"  # pinned; the base images pre-install nothing, as the official ones
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 CLOSE_MATCH = 0.3  # bank similarity from which the nearest reference is taken to be the service asked for
 # "batch": one call writes all handler bodies; "per-endpoint": one call per handler. Measured with Gemma 3 270M

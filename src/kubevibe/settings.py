@@ -47,6 +47,7 @@ class Settings(BaseModel):
     k8s_version: str = Field("1.33.0", pattern=r"^\d+\.\d+\.\d+$")
     allow_node_port: bool = False
     stage_timeout: float = Field(600.0, gt=0, description="seconds for one external command of a stage")
+    ready_timeout: float = Field(180.0, gt=0, description="seconds Deploy and Connect wait for the declared port")
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
@@ -85,6 +86,7 @@ ENV_VARS: dict[str, str] = {
     "k8s_version": "KUBEVIBE_K8S_VERSION",
     "allow_node_port": "KUBEVIBE_ALLOW_NODE_PORT",
     "stage_timeout": "KUBEVIBE_STAGE_TIMEOUT",
+    "ready_timeout": "KUBEVIBE_READY_TIMEOUT",
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",

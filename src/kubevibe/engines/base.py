@@ -177,29 +177,12 @@ KNOWN_PYTHON_TAGS = (
     "3.11-alpine", "3.12-alpine", "alpine",
 )  # fmt: skip
 
-_PYTHON_TAG_RE = re.compile(r"^(?P<version>3(?:\.\d+){0,2})?(?:-?(?P<variant>[a-z][a-z0-9.-]*))?$")
-
 
 def python_image_match(ref: str) -> tuple[bool, str | None]:
-    """(is an official python 3 image, note about how exact the stand-in is or None)."""
-    parsed = parse_image_ref(ref)
-    if parsed.registry is not None and parsed.registry not in DOCKER_HUB_NAMES:
-        return False, None
-    if parsed.repository not in ("python", "library/python"):
-        return False, None
-    tag = parsed.tag or "latest"
-    m = _PYTHON_TAG_RE.match(tag)
-    if not m or (m.group("version") is None and m.group("variant") is None):
-        return False, None
-    version, variant = m.group("version"), m.group("variant") or ""
-    notes = []
-    if version and not (version == "3.11" or version.startswith("3.11.") or version == "3"):
-        notes.append(f"Python {version} requested, the local base has Python 3.11")
-    if "alpine" in variant:
-        notes.append("an Alpine variant requested, the local base is Debian (apk is not available)")
-    if "windows" in variant or "nanoserver" in variant:
-        return False, None
-    return True, ("; ".join(notes) or None)
+    """(is an official python 3 image, note about how its local stand-in differs or None): kubevibe.baseimages."""
+    from kubevibe.baseimages import python_image_match as match  # baseimages builds on this module
+
+    return match(ref)
 
 
 # --- the decision: substitute or keep -------------------------------------------------------------------------------
@@ -441,7 +424,7 @@ def _apply(lines: list[str], replacements: dict[int, tuple[int, str]]) -> str:
 def map_base_image(
     dockerfile_text: str,
     builder: Builder | None,
-    base_ref: str,
+    base_ref: str | Callable[[str], str],
     *,
     policy: str | None = None,
     pull_timeout: float = DEFAULT_PULL_TIMEOUT_S,
@@ -454,11 +437,12 @@ def map_base_image(
     "mapped" (rewritten), "unmapped" (unavailable and no stand-in: the build will likely fail) or "unresolved"
     (FROM uses an ARG without a value). Images present locally, or pullable under policy "auto", are kept.
     builder None: no engine to ask, every python image is mapped (previews and tests).
+    base_ref: the stand-in, or a function of the FROM image that names its stand-in (one per Python version).
     """
     chosen_policy = policy or base_policy()
 
     def decide(image: str) -> Decision:
-        if image == base_ref:
+        if image == base_ref or (callable(base_ref) and image.startswith("localhost/kubevibe/")):
             return Decision(None, "already the local base")
         needed, reason = should_substitute(builder, image, policy=chosen_policy, pull_timeout=pull_timeout)
         if not needed:
@@ -466,6 +450,6 @@ def map_base_image(
         is_python, note = python_image_match(image)
         if not is_python:
             return Decision(None, f"no local stand-in for this image; {reason}", unmapped=True)
-        return Decision(base_ref, reason, note=note)
+        return Decision(base_ref(image) if callable(base_ref) else base_ref, reason, note=note)
 
     return rewrite_from_lines(dockerfile_text, decide, build_args)

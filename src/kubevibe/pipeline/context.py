@@ -110,6 +110,18 @@ class RunState(BaseModel):
     refine: dict[str, Any] | None = None
     # The conversational style's one conversation (llm.conversation.Conversation as data), continued by resume.
     conversation: dict[str, Any] | None = None
+    # Where Build wrote the service code in the build context (the artifact key stays "myapp.py").
+    service_file: str | None = None
+    # Every stand-in that acted in this run: {"kind": "base-image"|"dropped-field"|..., "detail": str}.
+    stand_ins: list[dict[str, str]] = Field(default_factory=list)
+
+    def stand_ins_plus(self, new: list[dict[str, str]]) -> list[dict[str, str]]:
+        """stand_ins with `new` appended, each record once (for StageResult.updates["stand_ins"])."""
+        out = list(self.stand_ins)
+        for record in new:
+            if record not in out:
+                out.append(record)
+        return out
 
 
 class Interrupted(BaseException):

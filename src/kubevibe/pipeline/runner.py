@@ -224,6 +224,8 @@ class Runner:
             strategy=self.ctx.state.strategy,
             reference=self.ctx.state.reference,
             load=self.ctx.state.load_report,
+            service_file=self.ctx.state.service_file,
+            stand_ins=self.ctx.state.stand_ins,
         )
         run["verdict"] = {**(run.get("verdict") or {}), "slo": _slo_verdict(self.ctx)}
         self.ctx.rundir.write_json("run.json", run)

@@ -37,6 +37,8 @@ def run_summary(path: Path) -> dict[str, Any]:
         "image": run.get("image"),
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
+        "service_file": run.get("service_file"),
+        "stand_ins": run.get("stand_ins") or [],
         "tests_from": tests_from(run),
         "parent": run.get("parent"),
         "lineage": chain(rundir.path),  # the runs this one refines, nearest first
@@ -122,3 +124,6 @@ def resources_line(rundir: RunDir, load: dict[str, Any] | None) -> str | None:
     return (f"measured peak {load.get('peak_memory_mib')} MiB, {load.get('peak_cpu')} cores -> chart requests "
             f"cpu {req['cpu']}, memory {req['memory']} (limits cpu {lim['cpu']}, memory {lim['memory']}); "
             f"the generated manifest requested {declared}")
+def stand_in_lines(stand_ins: list[dict[str, Any]]) -> list[str]:
+    """One line per stand-in that acted in a run (what would differ on a real registry and cluster)."""
+    return [f"stand-in ({s.get('kind')}): {s.get('detail')}" for s in stand_ins]

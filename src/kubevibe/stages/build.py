@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
+from kubevibe.baseimages import DEFAULT_STAND_IN, choose_stand_in
+from kubevibe.buildcontext import service_file
 from kubevibe.engines import get_builder, map_base_image
 from kubevibe.errors import KubeVibeError
-from kubevibe.localinfra import BASE_IMAGE
+from kubevibe.localinfra import ensure_stand_in
 from kubevibe.manifests import (
     ManifestError,
     deployments,
@@ -25,7 +28,7 @@ from kubevibe.manifests import (
     load_manifest,
     name_of,
 )
-from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
+from kubevibe.pipeline.artifacts import CODE, DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import images
 from kubevibe.targets.base import RUN_LABEL
@@ -92,10 +95,16 @@ def run(ctx: RunContext) -> StageResult:
         return StageResult.failed("There is no Dockerfile to build.",
                                   evidence=[Evidence(kind="finding", title=f"{DOCKERFILE} is missing or empty")])
 
-    dockerfile, records = map_base_image(ctx.artifacts.get(DOCKERFILE), builder, BASE_IMAGE)
+    code_path = place_service_code(ctx, context_dir)
+    build_notes: list[str] = []
+    dockerfile, records = map_base_image(ctx.artifacts.get(DOCKERFILE), builder,
+                                         lambda image: _stand_in_image(image, build_notes))  # fmt: skip
     (context_dir / DOCKERFILE).write_text(dockerfile, encoding="utf-8")
     mappings = mapping_records(records)
-    notes = [_mapping_note(mappings)] if mappings else []
+    notes = [_mapping_note(mappings, build_notes)] if mappings else []
+    if code_path != CODE:
+        notes.append(Evidence(kind="note", title=f"the service code ({CODE}) is written as {code_path} in the build "
+                              "context: the name the Dockerfile copies or runs"))  # fmt: skip
 
     # Where the image goes (KubeVibe's loopback registry, the user's registry, a kind cluster's nodes): images.py.
     destination = images.resolve(ctx.settings.registry, ctx.settings.target)
@@ -106,6 +115,10 @@ def run(ctx: RunContext) -> StageResult:
                           labels={RUN_LABEL: label_value(ctx.run_id)})  # so `kubevibe gc --images` can find it
     build_s = time.monotonic() - started
     updates: dict[str, Any] = {"image_mappings": mappings} if mappings else {}
+    updates["service_file"] = code_path
+    stand_ins = [{"kind": "base-image", "detail": _stand_in_detail(m)} for m in mappings if m.get("to")]
+    if stand_ins:
+        updates["stand_ins"] = ctx.state.stand_ins_plus(stand_ins)
     if not built.ok:
         summary = "Build failed: " + ("timed out" if built.timed_out else failing_step(built.output))
         evidence = [Evidence.from_command(f"{builder.name} build of the generated Dockerfile", built), *notes]
@@ -125,7 +138,37 @@ def run(ctx: RunContext) -> StageResult:
     )
 
 
-def _mapping_note(mappings: list[dict[str, str]]) -> Evidence:
+def place_service_code(ctx: RunContext, context_dir: Path) -> str:
+    """Write the service code where the Dockerfile expects it (buildcontext.service_file); return that path."""
+    path = service_file(ctx.artifacts.get(DOCKERFILE))
+    if path != CODE:
+        target = context_dir / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(ctx.artifacts.get(CODE), encoding="utf-8")
+        (context_dir / CODE).unlink(missing_ok=True)  # the real project has no myapp.py either
+    return path
+
+
+def _stand_in_image(image: str, notes: list[str]) -> str:
+    """The local stand-in for an official python image, built now if it is not there yet (3.13: on first need)."""
+    choice = choose_stand_in(image)
+    stand_in = choice.stand_in if choice else DEFAULT_STAND_IN
+    try:
+        return ensure_stand_in(stand_in, progress=lambda message: None)
+    except KubeVibeError as exc:
+        if stand_in == DEFAULT_STAND_IN:
+            raise
+        notes.append(f"the Python {stand_in.python} stand-in could not be built ({exc.message}); "
+                     f"Python {DEFAULT_STAND_IN.python} is used instead")  # fmt: skip
+        return ensure_stand_in(DEFAULT_STAND_IN, progress=lambda message: None)
+
+
+def _stand_in_detail(mapping: dict[str, str]) -> str:
+    detail = f"FROM {mapping.get('from')} -> {mapping.get('to')}"
+    return detail + (f" ({mapping['note']})" if mapping.get("note") else "")
+
+
+def _mapping_note(mappings: list[dict[str, str]], extra: list[str] | None = None) -> Evidence:
     lines = []
     for m in mappings:
         line = f"line {m.get('line')}: FROM {m.get('from')} -> {m.get('to') or '(unchanged)'} [{m.get('status')}]: "
@@ -133,6 +176,7 @@ def _mapping_note(mappings: list[dict[str, str]]) -> Evidence:
         if m.get("note"):
             line += f" ({m['note']})"
         lines.append(line)
+    lines += extra or []
     return Evidence(kind="note", title="base image mapped for this machine (the generated Dockerfile is unchanged)",
                     detail="\n".join(lines))  # fmt: skip
 

@@ -69,6 +69,7 @@ def run(ctx: RunContext) -> StageResult:
         docs = manifests.load_manifest(ctx.artifacts.get(MANIFEST))
         if ctx.state.image:
             docs = manifests.set_image(docs, ctx.state.image)
+        docs, _ = manifests.drop_namespaces(docs)  # a chart installs into the release's namespace
         model = chart_model(docs, image=ctx.state.image, intent=ctx.state.intent, prompt=ctx.state.prompt,
                             run_id=ctx.run_id, load_report=ctx.state.load_report)
     except (ManifestError, ChartInputError) as exc:

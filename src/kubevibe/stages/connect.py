@@ -27,7 +27,7 @@ from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import DeploymentInfo, TargetFailure, get_target
 from kubevibe.targets.base import PodInfo, ServicePortInfo, Target, tail_lines
 
-READY_DEADLINE_S = 30.0  # how long a Service port may take to answer after Deploy said the pods run
+# How long a Service port may take to answer: KUBEVIBE_READY_TIMEOUT (Deploy already waited until it listened).
 GIVE_UP_AFTER_S = 3.0  # ...unless the pod demonstrably listens elsewhere for this long (a wrong targetPort)
 CHECK_INTERVAL_S = 1.0  # how often the probe asks the target whether waiting still makes sense
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 1.0
@@ -327,8 +327,9 @@ class _Checker:
             pod_logs = {k: v for k, v in logs.items() if failure.pod and k.startswith(failure.pod + "/")}
             for key, text in pod_logs.items():
                 said = listening_in_logs(text)
-                if said:
-                    detail.append(f"the container logs of {key} show it listening on {_ports(said)}")
+                if said:  # the logs are read after probing ended: say so, or the evidence contradicts itself
+                    detail.append(f"the container logs of {key}, read after probing ended, show it listening on "
+                                  f"{_ports(said)}")
                 tail = tail_lines(text, LOG_LINES) or "(empty)"
                 detail.append(f"container logs of {key} (last {LOG_LINES} lines):\n{tail}")
             out.append(Evidence(kind="http", title=failure.title, detail="\n".join(detail)))
@@ -354,7 +355,7 @@ def run(ctx: RunContext) -> StageResult:
     with http_client() as client:
         checker = _Checker(ctx, info, client, target)
         with checker.ports:
-            checker.check_ports(ctx.timeout(READY_DEADLINE_S))
+            checker.check_ports(ctx.timeout(ctx.settings.ready_timeout))
             checker.check_spec(spec)
     logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
     report = checker.report

@@ -14,9 +14,8 @@ from kubevibe.pipeline.artifacts import MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import TargetFailure, get_target
 
-# How long the workloads may take to be running. A generated Python service starts in seconds; the pods' image
-# is local, so nothing is pulled.
-READY_TIMEOUT_S = 120.0
+# A start slower than this is reported (with the CPU limit), so a later timeout is not a surprise.
+SLOW_START_S = 10.0
 
 
 def run(ctx: RunContext) -> StageResult:
@@ -30,21 +29,38 @@ def run(ctx: RunContext) -> StageResult:
     target = get_target(ctx.settings.target)
     try:
         info = target.deploy(ctx, docs, ctx.state.image)
-        info = target.wait_ready(ctx, info, timeout=ctx.timeout(min(READY_TIMEOUT_S, ctx.settings.stage_timeout)))
+        # Until the declared ports listen, a container exits, or KUBEVIBE_READY_TIMEOUT (recorded in run.json).
+        info = target.wait_ready(ctx, info, timeout=ctx.timeout(ctx.settings.ready_timeout))
     except TargetFailure as failure:
         ctx.run_cleanup("deployment")  # logs are already in the evidence and the stage directory
         # The played copy's notes stay out of failure evidence: replicas or dropped ports are not what broke,
         # and Fix should not be tempted to "repair" them.
+        notes = failure.info.notes if failure.info else []
         return StageResult.failed(f"Deploy failed: {failure.summary}", evidence=failure.evidence,
-                                  updates={"deployment": None})  # fmt: skip
+                                  updates={"deployment": None, "stand_ins": _stand_ins(ctx, notes)})  # fmt: skip
     target.collect_logs(ctx, info, ctx.stage_dir / "logs")  # the start-up logs, kept with the run
     pods = ", ".join(f"{p.name} ({p.ip or 'no address'})" for p in info.pods)
+    evidence = _notes_evidence(info.notes)
+    if info.ready_s is not None and info.ready_s > SLOW_START_S:
+        limits = ", ".join(f"{v} for container {k}" for k, v in info.cpu_limits.items()) or "none set"
+        evidence.append(Evidence(kind="note", title=f"slow start: the service took {info.ready_s:.0f}s to listen "
+                                 f"(CPU limit: {limits}; KUBEVIBE_READY_TIMEOUT {ctx.settings.ready_timeout:g}s)"))
+    metrics: dict[str, object] = {"pods": len(info.pods)}
+    if info.ready_s is not None:
+        metrics["ready_s"] = info.ready_s
     return StageResult.ok(
-        f"Deployed on {target.name}: {pods}",
-        evidence=_notes_evidence(info.notes),
-        updates={"deployment": info.model_dump(mode="json")},
-        metrics={"pods": len(info.pods)},
+        f"Deployed on {target.name}: {pods}" + (f"; listening after {info.ready_s:.0f}s" if info.ready_s else ""),
+        evidence=evidence,
+        updates={"deployment": info.model_dump(mode="json"), "stand_ins": _stand_ins(ctx, info.notes)},
+        metrics=metrics,
     )
+
+
+def _stand_ins(ctx: RunContext, notes: list[str]) -> list[dict[str, str]]:
+    """The target's changes to the applied copy, as run.json stand-ins: what would differ on a real cluster."""
+    new = [{"kind": "dropped-field" if "dropped" in note else f"{ctx.settings.target}-target", "detail": note}
+           for note in notes]  # fmt: skip
+    return ctx.state.stand_ins_plus(new)
 
 
 def _notes_evidence(notes: list[str]) -> list[Evidence]:

@@ -89,6 +89,8 @@ def build_prompt(ctx: RunContext, failure: dict) -> str:
         intent=intent.for_prompt(objectives_text(ctx.state.slo, ctx.state.intent)) if intent else ctx.state.prompt,
         evidence=render_evidence(evidence, budget),
         files=files,
+        service_file=ctx.state.service_file,
+        stand_ins=[f"{s.get('kind')}: {s.get('detail')}" for s in ctx.state.stand_ins],
     )
 
 

@@ -86,6 +86,8 @@ def run(ctx: RunContext) -> StageResult:
                                            exposed_ports=dockerfile_ports))
             if ctx.state.image:
                 notes.extend(Evidence(kind="note", title=text) for text in image_notes(docs, ctx.state.image))
+            notes.extend(Evidence(kind="note", title=text) for text in manifests.drop_namespaces(docs)[1])
+            docs = manifests.drop_namespaces(docs)[0]  # what the target will apply (its dry run too)
             # (f) the target's own check (a cluster's `kubectl apply --dry-run=server`), once the offline ones pass:
             # nothing the policy refuses is ever sent to a cluster, not even as a dry run.
             if not findings and TARGETS[settings.target].server_checks:

@@ -88,6 +88,8 @@ class DeploymentInfo(BaseModel):
     containers: list[ContainerInfo] = Field(default_factory=list)
     service_ports: list[ServicePortInfo] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)  # what the target changed in the played copy, and why
+    cpu_limits: dict[str, str] = Field(default_factory=dict)  # container name -> resources.limits.cpu
+    ready_s: float | None = None  # seconds from the start of the wait until every declared port listened
     published: list[PublishedPort] = Field(default_factory=list)  # loopback ports for traffic from this machine
 
     def published_port(self, pod: str, port: int) -> PublishedPort | None:

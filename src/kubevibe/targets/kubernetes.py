@@ -38,7 +38,6 @@ restarted on the same local port whenever it exits.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import os
@@ -59,6 +58,7 @@ from kubevibe.exec import CommandResult, kill_group, pretty_command, run
 from kubevibe.manifests import (
     containers,
     describe,
+    drop_namespaces,
     dump_manifest,
     pod_template,
     set_image,
@@ -218,8 +218,7 @@ def applied_manifest(docs: list[dict[str, Any]], image: str | None, run_id: str,
     labels. image_preloaded (the image was loaded into the nodes, e.g. kind): containers running it get
     imagePullPolicy IfNotPresent, since no registry has it.
     """
-    out = set_image(docs, image) if image else [copy.deepcopy(dict(d)) for d in docs]
-    notes: list[str] = []
+    out, notes = drop_namespaces(set_image(docs, image) if image else docs)
     labels = {RUN_LABEL: label_value(run_id), STEP_LABEL: str(step)}
     for doc in out:
         _add_labels(doc, labels)

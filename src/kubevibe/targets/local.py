@@ -33,7 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from kubevibe.errors import KubeVibeError
 from kubevibe.exec import CommandResult, run
-from kubevibe.manifests import containers, dump_manifest, pod_labels, pod_template, selects, set_image, workloads
+from kubevibe.manifests import (
+    containers,
+    drop_namespaces,
+    dump_manifest,
+    pod_labels,
+    pod_template,
+    selects,
+    set_image,
+    workloads,
+)
 from kubevibe.pipeline.context import Evidence
 from kubevibe.podman_conf import podman_env
 from kubevibe.targets.base import (
@@ -91,7 +100,7 @@ def label_value(run_id: str) -> str:
 
 def played_manifest(docs: list[dict[str, Any]], image: str, run_id: str) -> tuple[list[dict[str, Any]], list[str]]:
     """(the documents to give `podman kube play`, notes on what changed). The input is not modified."""
-    notes: list[str] = []
+    docs, notes = drop_namespaces(docs)
     token = run_token(run_id)
     out: list[dict[str, Any]] = []
     for doc in set_image(docs, image):
@@ -162,6 +171,23 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_limits(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """resources.limits.cpu of every container that has one, keyed by container name (the slow-start hint)."""
+    out: dict[str, str] = {}
+    for doc in workloads(docs):
+        for container in containers(doc):
+            limits = (container.get("resources") or {}).get("limits") or {}
+            if isinstance(limits, dict) and limits.get("cpu") is not None:
+                out[str(container.get("name"))] = str(limits["cpu"])
+    return out
+
+
+def slow_start_hint(limits: dict[str, str]) -> str:
+    which = ", ".join(f"{limit} for container {name}" for name, limit in limits.items())
+    return (f"the CPU limit ({which}) slows the start of a Python server; raise resources.limits.cpu "
+            "(e.g. 500m) if the logs show it still starting")
+
+
 # --- reading podman's answers (pure) --------------------------------------------------------------------------------
 
 
@@ -224,11 +250,20 @@ def pod_ip(inspected: list[dict[str, Any]], pod_id: str, network: str | None) ->
     return None
 
 
+def declared_ports(info: DeploymentInfo, pod: PodInfo) -> set[int]:
+    """The ports a pod must listen on: the targetPorts of the Services that select it."""
+    return {sp.target_port for sp in info.service_ports if sp.target_port and selects(sp.selector, pod.labels)}
+
+
 def readiness(
     info: DeploymentInfo, running_since: dict[str, float], now: float, settle: float | None = None
 ) -> str | None:
-    """None when every expected container runs and serves (listens on a TCP port, or has run `settle` seconds,
-    default SETTLE_S); else what is still missing, for the timeout message."""
+    """None when every expected container runs and serves; else what is still missing, for the timeout message.
+
+    Serving: the pod listens on every port a Service sends it to. A pod that listens only on other ports (a
+    wrong targetPort) or on loopback counts as up after `settle` seconds (default SETTLE_S), so Connect can say
+    which ports; a pod no Service selects, or whose sockets cannot be read, after `settle` seconds of running.
+    A pod that listens on nothing yet is waited for: a slow start under a low CPU limit is not a failure."""
     settle = SETTLE_S if settle is None else settle
     if len(info.pods) < info.expected_pods:
         return f"{len(info.pods)} of {info.expected_pods} pods exist"
@@ -238,9 +273,20 @@ def readiness(
         if c.state != "running":
             return f"container {c.name} of pod {c.pod} is {c.state}"
     for pod in info.pods:
+        started = min((running_since.get(c.engine_name, now) for c in info.containers_of(pod.name)), default=now)
+        wanted = declared_ports(info, pod)
+        if wanted and pod.listening is not None:
+            missing = sorted(wanted - set(pod.listening))
+            if not missing:
+                continue
+            open_elsewhere = pod.listening or pod.loopback_only
+            if open_elsewhere and now - started >= settle:
+                continue  # up, but not where the Service points: Connect names the ports
+            ports = ", ".join(map(str, missing))
+            return (f"pod {pod.name} does not listen on port {ports} yet (running for {now - started:.0f}s"
+                    + (f"; it listens on {', '.join(map(str, open_elsewhere))}" if open_elsewhere else "") + ")")
         if pod.listening or pod.loopback_only:  # the server is up, reachable or not (Connect tells)
             continue
-        started = min((running_since.get(c.engine_name, now) for c in info.containers_of(pod.name)), default=now)
         if now - started < settle:
             return f"pod {pod.name} listens on no TCP port yet"
     return None
@@ -276,6 +322,7 @@ class LocalTarget(Target):
         info = DeploymentInfo(
             target=self.name, run_id=run_id, network=network, manifest_file=str(played_file),
             expected_pods=len(workloads(played)), service_ports=ports, notes=notes, published=published,
+            cpu_limits=cpu_limits(played),
         )  # fmt: skip
         if info.expected_pods == 0:
             raise TargetFailure("The manifest has no Deployment or Pod to run.",
@@ -336,7 +383,8 @@ class LocalTarget(Target):
         return json.loads(result.stdout or "[]") or []
 
     def wait_ready(self, ctx: "RunContext", info: DeploymentInfo, *, timeout: float) -> DeploymentInfo:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         running_since: dict[str, float] = {}
         delay = POLL_FIRST_S
         while True:
@@ -350,7 +398,7 @@ class LocalTarget(Target):
                 raise self._crash_failure(ctx, info, crashed)
             missing = readiness(info, running_since, now)
             if missing is None:
-                return info
+                return info.model_copy(update={"ready_s": round(now - started, 1)})
             if now >= deadline:
                 raise self._timeout_failure(ctx, info, missing, timeout)
             time.sleep(min(delay, max(0.0, deadline - now)))
@@ -376,7 +424,10 @@ class LocalTarget(Target):
         evidence = [_states_evidence(info)]
         evidence += [Evidence(kind="log", title=f"logs of {key}", stdout=tail_lines(text, 40))
                      for key, text in logs.items()]  # fmt: skip
-        return TargetFailure(f"not ready after {timeout:.0f}s: {missing}", evidence, info)
+        summary = f"not ready after {timeout:.0f}s (KUBEVIBE_READY_TIMEOUT): {missing}"
+        if info.cpu_limits:
+            summary += "; " + slow_start_hint(info.cpu_limits)
+        return TargetFailure(summary, evidence, info)
 
     # -- reaching a pod, resource use ---------------------------------------------------------------------------------
     def open_port(self, ctx: "RunContext", info: DeploymentInfo, pod: PodInfo,

@@ -355,3 +355,36 @@ def test_refine_carries_the_parents_tests_or_takes_new_ones_and_records_its_pare
     assert events[0]["from"] == "REFINE" and events[0]["result"] == "failed"
     assert (given / "acceptance/acceptance.tavern.yaml").read_text() == mine.read_text()
     assert json.loads((given / "run.json").read_text())["acceptance"]["source"] == "user"
+
+
+def test_conversational_refine_is_the_next_turn_of_the_parents_conversation(tmp_path):
+    from helpers import make_context
+
+    from kubevibe.llm.conversation import Conversation
+    from kubevibe.llm.replay import ReplayClient, write_replay_log
+    from kubevibe.pipeline.context import RunState
+    from kubevibe.pipeline.fsm import Outcome, State
+    from kubevibe.settings import Settings
+    from kubevibe.stages import refine
+
+    code = KNOWN_GOOD_CODE + "\n# lists the cards\n"
+    reply = f"Here is the change.\n\nFile: myapp.py\n```python\n{code}```\n"
+    log = write_replay_log(tmp_path / "answers.jsonl", [("refine", reply), ("refine", reply)])
+    llm = ReplayClient.from_settings(str(log), Settings())
+    parent_turns = [{"role": "system", "content": "sys"}, {"role": "user", "content": "build it"},
+                    {"role": "assistant", "content": "the parent's answer"}]
+    conversation = Conversation.model_validate({"messages": parent_turns}).model_dump(mode="json")
+    state = RunState(prompt="p", intent=INTENT, strategy="full", conversation=conversation,
+                     refine={"request": "add GET /cards", "parent_revision": 0})
+    ctx = make_context(tmp_path, None, state=state, stage=State.REFINE, llm=llm,
+                       settings_overrides={"style": "conversational"})
+    result = refine.run(ctx)
+    assert result.outcome == Outcome.OK, result.summary
+    assert result.artifacts.get("myapp.py") == code and result.metrics["changed_files"] == ["myapp.py"]
+    sent = ctx.rundir.read_jsonl("llm.jsonl")[-1]["messages"]
+    assert [m["content"] for m in sent[:3]] == ["sys", "build it", "the parent's answer"]  # the parent's turns
+    assert "add GET /cards" in sent[-1]["content"] and sent[-1]["role"] == "user"
+    # The same answer again changes nothing: a failed refine turn, never a success.
+    ctx.artifacts = result.artifacts
+    ctx.state.conversation = result.updates["conversation"]
+    assert refine.run(ctx).outcome == Outcome.FAILED

@@ -112,6 +112,36 @@ def fix(ctx: RunContext) -> StageResult:
                        metrics=metrics)
 
 
+def refine(ctx: RunContext, followup: str, base: ArtifactSet | None = None) -> StageResult:
+    """`kubevibe refine` in the conversational style: the follow-up is the next turn of the parent's conversation
+    (carried in RunState.conversation; a parent without one gets a fresh conversation with its files restated)."""
+    base = base if base is not None else ctx.artifacts
+    conv = _conversation(ctx) or open_conversation(ctx)
+    current = {n: base.get(n) for n in names.FILES}
+    conv.messages.append(ChatMessage(role="user", content=prompts.render(
+        "chat_refine.j2", followup=followup, files_note=_files_note(conv, current))))
+    conv.files = current
+    answer = ask_chat(ctx, "refine", conv.messages, _as_named(conv, current))
+    if not answer.ok:
+        return StageResult.failed(f"the refine turn failed: {answer.error}",
+                                  evidence=[Evidence(kind="llm", title="refine turn", detail=answer.error or "")])
+    conv.messages.append(ChatMessage(role="assistant", content=answer.text or ""))
+    parsed = parse_files(answer.text, _service_file(ctx))
+    new = base.with_changes(parsed.files)
+    changed = new.changed_files(base)
+    metrics = _metrics(conv, parsed, answer.context) | {"changed_files": changed}
+    if not changed:
+        conv.pending = parsed.problem or "every file it gave was the same as before"
+        return StageResult.failed(f"the refine turn changed no file: {conv.pending}",
+                                  evidence=[_evidence(parsed, answer.text)], updates=_updates(ctx, conv),
+                                  metrics=metrics)
+    conv.pending = None
+    conv.files = dict(new.files)
+    conv.names.update(parsed.names)
+    return StageResult.ok(f"changed {', '.join(changed)} for the follow-up in turn {conv.turns}", artifacts=new,
+                          evidence=[_evidence(parsed, None)], updates=_updates(ctx, conv), metrics=metrics)
+
+
 def _files_note(conv: Conversation, current: dict[str, str]) -> str:
     """When the files differ from what the conversation knows (a resumed run, a regeneration), restate them."""
     if all(conv.files.get(n, "") == c for n, c in current.items()):

@@ -8,14 +8,11 @@ follow-up explicitly changes are named in `retired_tests` and leave the spec (re
 
 A refine edits whole files, so the run uses the `full` strategy whatever the parent's was (a scaffold model only
 writes handler bodies). With the conversational style (KUBEVIBE_STYLE, issue 16) the follow-up is the next turn of
-the parent's conversation: `kubevibe.stages.conversational.refine(ctx, followup)` when that module provides it;
-otherwise the structured request below is used and the evidence says so.
+the parent's conversation (`kubevibe.stages.conversational.refine`).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -26,12 +23,8 @@ from kubevibe.llm.call import ask
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.stages import conversational
 from kubevibe.stages.fix import FileChange
-
-# Issue 16's conversational Generate/Fix live in kubevibe.stages.conversational; its next turn for a follow-up is
-# `refine(ctx, followup) -> StageResult` there (the parent's conversation is carried in RunState.conversation).
-CONVERSATIONAL_HOOK = "kubevibe.stages.conversational:refine"
-
 
 class RefineAnswer(BaseModel):
     explanation: str = ""
@@ -52,13 +45,8 @@ def run(ctx: RunContext) -> StageResult:
 
         parent = RunDir(Path(refine["parent_dir"]))
         base = ArtifactSet.read_from(parent.revision_dir(int(refine.get("parent_revision") or 0)))
-    notes: list[Evidence] = []
-    if getattr(ctx.settings, "style", None) == "conversational":
-        turn = _conversational_turn()
-        if turn is not None:
-            return turn(ctx, followup)
-        notes.append(Evidence(kind="note", title="conversational refine not available in this build",
-                              detail="the follow-up was sent as a structured change request"))
+    if ctx.settings.style == "conversational":
+        return conversational.refine(ctx, followup, base)
     intent = Intent.model_validate(ctx.state.intent) if ctx.state.intent else None
     files = {n: base.get(n) for n in names.FILES}
     tests = [t.name for t in intent.spec.test_cases if t.name] if intent and intent.spec else []
@@ -67,8 +55,7 @@ def run(ctx: RunContext) -> StageResult:
     answer = ask(ctx, "refine", prompt, RefineAnswer, system=prompts.render("system.j2"))
     if not answer.ok:
         return StageResult.failed(f"the refine answer was unusable: {answer.error}",
-                                  evidence=[Evidence(kind="llm", title="refine answer", detail=answer.error or ""),
-                                            *notes])
+                                  evidence=[Evidence(kind="llm", title="refine answer", detail=answer.error or "")])
     refined = answer.value
     proposed = {c.file: c.content if c.content.endswith("\n") or not c.content else c.content + "\n"
                 for c in refined.changes}
@@ -76,10 +63,10 @@ def run(ctx: RunContext) -> StageResult:
     changed = new.changed_files(base)
     explanation = Evidence(kind="llm", title="refine explanation", detail=refined.explanation)
     if not changed:
-        return StageResult.failed("the refine answer changed no file", evidence=[explanation, *notes])
+        return StageResult.failed("the refine answer changed no file", evidence=[explanation])
     updates, spec_notes = _updated_intent(intent, refined)
     summary = f"changed {', '.join(changed)} for the follow-up: {refined.explanation.strip()[:200]}"
-    return StageResult.ok(summary, artifacts=new, updates=updates, evidence=[explanation, *spec_notes, *notes],
+    return StageResult.ok(summary, artifacts=new, updates=updates, evidence=[explanation, *spec_notes],
                           metrics={"changed_files": changed, "new_tests": len(refined.test_cases),
                                    "retired_tests": refined.retired_tests})
 
@@ -105,12 +92,3 @@ def _updated_intent(intent: Intent | None, refined: RefineAnswer) -> tuple[dict,
         notes.append(Evidence(kind="note", title="test cases retired by the follow-up",
                               detail=", ".join(sorted(retired))))
     return {"intent": intent.model_copy(update={"spec": new_spec}).model_dump(mode="json")}, notes
-
-
-def _conversational_turn() -> Callable[[RunContext, str], StageResult] | None:
-    module_name, _, attribute = CONVERSATIONAL_HOOK.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return getattr(module, attribute, None)

@@ -25,7 +25,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNVERIFIED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _version(value: bool) -> None:
@@ -80,6 +80,17 @@ def run(
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    tests: Annotated[Optional[Path], typer.Option("--tests", help="Acceptance tests: a Tavern file (*.tavern.yaml; "
+                     "the service's URL is {base_url})  [env KUBEVIBE_TESTS]")] = None,
+    tests_source: Annotated[Optional[str], typer.Option("--tests-source", hidden=True,
+                            help="user or benchmark (set by `kubevibe bench`)")] = None,
+    test_writer: Annotated[Optional[bool], typer.Option("--test-writer/--no-test-writer", help="Have an LLM write "
+                           "acceptance tests before Generate (default: on, off for the embedded model)  "
+                           "[env KUBEVIBE_TEST_WRITER]")] = None,
+    test_llm: Annotated[Optional[str], typer.Option("--test-llm", help="LLM of the test writer (default: the "
+                        "generator's)  [env KUBEVIBE_TEST_LLM]")] = None,
+    test_model: Annotated[Optional[str], typer.Option("--test-model", help="Model of the test writer  "
+                          "[env KUBEVIBE_TEST_MODEL]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
 ) -> None:
@@ -93,6 +104,8 @@ def run(
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry)
+    flags.update(tests=tests, tests_source=tests_source, test_writer=test_writer, test_llm=test_llm,
+                 test_model=test_model)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 
@@ -324,14 +337,15 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
-        colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
+        colour = {"success": "green", "fail": "red", "error": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
         out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:
             out.print(f"hint: {end.hint}", highlight=False, markup=False)
-    code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(end.outcome, EXIT_FAIL)
+    code = {"success": EXIT_OK, "unverified": EXIT_UNVERIFIED, "interrupted": EXIT_INTERRUPTED}.get(end.outcome,
+                                                                                                EXIT_FAIL)
     raise typer.Exit(code)
 
 

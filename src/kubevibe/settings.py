@@ -50,6 +50,13 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
+    # Acceptance tests (issue 12): a Tavern file, where it comes from, and the test writer.
+    tests: Path | None = Field(None, description="Tavern file of acceptance tests ({base_url} is the service)")
+    tests_source: Literal["user", "benchmark"] = "user"
+    test_writer: bool | None = Field(None, description="write acceptance tests with an LLM before Generate; "
+                                     "default: on, except for the embedded model")
+    test_llm: str | None = Field(None, description="LLM spec of the test writer; default: the generator's")
+    test_model: str | None = None
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -80,6 +87,11 @@ ENV_VARS: dict[str, str] = {
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
+    "tests": "KUBEVIBE_TESTS",
+    "tests_source": "KUBEVIBE_TESTS_SOURCE",
+    "test_writer": "KUBEVIBE_TEST_WRITER",
+    "test_llm": "KUBEVIBE_TEST_LLM",
+    "test_model": "KUBEVIBE_TEST_MODEL",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from kubevibe.llm.base import LLMCallError, LLMRequest, LLMResponse
+from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
 from kubevibe.llm.parse import AnswerError, parse_answer
 
 if TYPE_CHECKING:
@@ -33,8 +33,10 @@ def schema_for(model: type[BaseModel]) -> dict:
 
 
 def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system: str | None = None,
-        max_tokens: int | None = None) -> Answer[T]:
+        max_tokens: int | None = None, client: "LLMClient | None" = None) -> Answer[T]:
+    """client: another model than the run's (the test writer's); default ctx.llm."""
     s = ctx.settings
+    llm = client or ctx.llm
     request = LLMRequest(
         purpose=purpose,
         prompt=prompt,
@@ -53,13 +55,13 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         "step": ctx.step,
         "stage": str(ctx.stage) if ctx.stage else None,
         "purpose": purpose,
-        "backend": ctx.llm.backend,
-        "model": ctx.llm.model,
+        "backend": llm.backend,
+        "model": llm.model,
         "request": request.model_dump(exclude={"json_schema"}),
         "schema": model.__name__,
     }
     try:
-        response = ctx.llm.complete(request)
+        response = llm.complete(request)
     except LLMCallError as exc:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
         ctx.rundir.append_llm(record)

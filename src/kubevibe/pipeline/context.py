@@ -103,6 +103,10 @@ class RunState(BaseModel):
     deployment: dict[str, Any] | None = None  # what Deploy created, for Connect (addresses, ports)
     connect_report: dict[str, Any] | None = None
     chart: str | None = None  # path of the packaged chart, relative to the run dir
+    # The frozen acceptance tests: {"source", "file" (relative to the run dir), "tests"} (contract 3).
+    acceptance: dict[str, Any] | None = None
+    test_writer: dict[str, Any] | None = None  # what the test writer produced: {"tests", "model"} or {"error"}
+    accept_report: dict[str, Any] | None = None  # the last ACCEPT execution's per-test results
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
 
 

@@ -18,6 +18,7 @@ class State(StrEnum):
     VALIDATE = "VALIDATE"
     DEPLOY = "DEPLOY"
     CONNECT = "CONNECT"
+    ACCEPT = "ACCEPT"  # the acceptance tests against the live deployment
     CHART = "CHART"
     FIX = "FIX"
     SUCCESS = "SUCCESS"
@@ -44,7 +45,8 @@ START = State.INTENT
 TERMINAL = frozenset({State.SUCCESS, State.FAIL})
 
 # The order of the main path; used for display and to pick "the earliest invalidated stage".
-PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.CHART)
+PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.ACCEPT,
+            State.CHART)
 
 _T = Transition
 TRANSITIONS: tuple[Transition, ...] = (
@@ -59,8 +61,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.VALIDATE, Outcome.FAILED, State.FIX),
     _T(State.DEPLOY, Outcome.OK, State.CONNECT),
     _T(State.DEPLOY, Outcome.FAILED, State.FIX),
-    _T(State.CONNECT, Outcome.OK, State.CHART),
+    _T(State.CONNECT, Outcome.OK, State.ACCEPT),
     _T(State.CONNECT, Outcome.FAILED, State.FIX),
+    _T(State.ACCEPT, Outcome.OK, State.CHART),
+    _T(State.ACCEPT, Outcome.FAILED, State.FIX),
     _T(State.CHART, Outcome.OK, State.SUCCESS),
     _T(State.CHART, Outcome.FAILED, State.FIX),
     _T(State.FIX, Outcome.RESUME_BUILD, State.BUILD),
@@ -70,9 +74,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.FIX, Outcome.FAILED, State.FIX),
 ) + tuple(_T(s, Outcome.LIMIT, State.FAIL) for s in State if s not in TERMINAL)
 
+# The states during which the deployment stays alive: the runner tears it down after a transition to any
+# other state (DEPLOY itself excepted: it replaces its own deployment) and at every end.
+DEPLOYED_STATES: frozenset[State] = frozenset({State.CONNECT, State.ACCEPT})
+
 # A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped
-# before or during CONNECT must deploy again first.
-RESUME_REDIRECT: dict[State, State] = {State.CONNECT: State.DEPLOY}
+# in a state that needs the deployment must deploy again first.
+RESUME_REDIRECT: dict[State, State] = {s: State.DEPLOY for s in DEPLOYED_STATES}
 
 _NEXT: dict[tuple[State, Outcome], State] = {(t.source, t.outcome): t.target for t in TRANSITIONS}
 if len(_NEXT) != len(TRANSITIONS):  # pragma: no cover - guards edits of the table

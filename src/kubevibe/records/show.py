@@ -35,6 +35,8 @@ def run_summary(path: Path) -> dict[str, Any]:
         "image": run.get("image"),
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
+        "verdict": run.get("verdict"),
+        "acceptance": run.get("acceptance"),
         "tests_from": tests_from(run),
         "transitions": [
             {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
@@ -70,4 +72,11 @@ def verification_line(verified: dict[str, Any], tests_from: str | None = None) -
         parts.append(f"declared tests ({source}) passed {verified.get('tests_passed', 0)} of {total}")
     elif verified.get("reachable"):
         parts.append("no declared tests")
+    acceptance = verified.get("acceptance")
+    if isinstance(acceptance, dict) and acceptance.get("total"):
+        independent = "" if acceptance.get("source") != "intent" else ", not independent"
+        parts.append(f"acceptance tests ({acceptance.get('source')}{independent}) passed "
+                     f"{acceptance.get('passed', 0)} of {acceptance['total']}")
+    elif verified.get("reachable") and verified.get("accepted") is False:
+        parts.append("no acceptance tests")
     return ", ".join(parts) if parts else "nothing verified"

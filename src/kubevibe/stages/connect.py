@@ -5,7 +5,8 @@
 2. With a service spec (intent method json-with-required): each test case must return its expected status and
    body; each declared endpoint that no test case covers must answer without 5xx, 404 or 405.
 Failures carry the request, the response and the container logs, and name the port when nothing answers there.
-At the end, whatever the outcome, the logs are kept and the deployment is torn down.
+At the end, whatever the outcome, the logs are kept; the deployment stays up for Accept (the runner tears it
+down when the run leaves the deployed states).
 """
 
 from __future__ import annotations
@@ -349,16 +350,16 @@ def run(ctx: RunContext) -> StageResult:
     info = DeploymentInfo.model_validate(ctx.state.deployment)
     spec = (ctx.state.intent or {}).get("spec")
     target = get_target(info.target)
-    try:
-        with http_client() as client:
-            checker = _Checker(ctx, info, client, target)
-            with checker.ports:
-                checker.check_ports(ctx.timeout(READY_DEADLINE_S))
-                checker.check_spec(spec)
-        logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
-    finally:
-        ctx.run_cleanup("deployment")  # after the logs are collected; Chart does not need the pods
+    # The deployment stays up for Accept; the runner tears it down when the run leaves the deployed states.
+    with http_client() as client:
+        checker = _Checker(ctx, info, client, target)
+        with checker.ports:
+            checker.check_ports(ctx.timeout(READY_DEADLINE_S))
+            checker.check_spec(spec)
+    logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
     report = checker.report
+    if checker.base is not None:
+        report["base_pod"] = checker.base[1].name  # where Accept sends its tests
     tests = report["tests"]
     passed = sum(1 for t in tests if t.get("passed"))
     if checker.failures:

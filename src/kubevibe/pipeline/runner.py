@@ -115,7 +115,11 @@ class Runner:
         # The whole pipeline passed; the word SUCCESS is kept for independent acceptance tests that all passed.
         verdict = make_verdict(ctx.state.verified)
         outcome = outcome_of_completed_run(verdict)
-        reason = last if outcome == "success" else unverified_reason(verdict)
+        if outcome == "success":
+            accepted = verdict["accepted"]
+            reason = f"{accepted['passed']}/{accepted['total']} acceptance tests ({accepted['source']}) passed; {last}"
+        else:
+            reason = unverified_reason(verdict)
         return self._end(RunEnd(outcome=outcome, final_state=state, reason=reason))
 
     def _execute(self, state: State) -> State:

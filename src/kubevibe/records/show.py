@@ -70,7 +70,7 @@ def verification_line(verified: dict[str, Any], tests_from: str | None = None) -
         else:
             source = tests_from.replace(":", " ")
         parts.append(f"declared tests ({source}) passed {verified.get('tests_passed', 0)} of {total}")
-    elif verified.get("reachable"):
+    elif verified.get("reachable") and not verified.get("acceptance"):
         parts.append("no declared tests")
     acceptance = verified.get("acceptance")
     if isinstance(acceptance, dict) and acceptance.get("total"):

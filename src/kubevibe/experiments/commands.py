@@ -16,6 +16,7 @@ from kubevibe.experiments.executor import (
     run_experiment,
 )
 from kubevibe.experiments.matrix import matrix_size
+from kubevibe.experiments.metrics import FINISHED
 from kubevibe.experiments.plan import ExperimentPlan, load_plan, plan_from_flags
 
 
@@ -48,7 +49,7 @@ def experiment(console: Console, *, plan_path: Path | None, directory: Path | No
     if result.interrupted:
         say(f"interrupted: {counts}. Run the same command again to continue (finished runs are kept).")
         return EXIT_INTERRUPTED
-    unfinished = sum(n for status, n in result.counts.items() if status not in ("success", "fail", "error"))
+    unfinished = sum(n for status, n in result.counts.items() if status not in FINISHED)
     say(f"done: {result.total} runs ({counts}); results in {exp.db_file}")
     if unfinished:
         say(f"{unfinished} run(s) did not finish (their process stopped early); run the same command again to "
@@ -78,7 +79,7 @@ def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, wor
     widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
     for r in [header, *rows]:
         say("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    finished = sum(1 for c in cells if c.status in ("success", "fail", "error"))
+    finished = sum(1 for c in cells if c.status in FINISHED)
     n = matrix_size(plan)
     say(f"{n} runs = {len(plan.models)} models × {len(plan.intent_methods)} intent methods × "
         f"{len(plan.strategies)} strategies × {len(plan.prompts)} prompts × {plan.repetitions} repetitions; "

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from kubevibe import __version__
 from kubevibe.experiments import plots
-from kubevibe.experiments.metrics import STAGES, newcombe_difference, summarize
+from kubevibe.experiments.metrics import COUNTED, STAGES, newcombe_difference, summarize
 from kubevibe.experiments.report import environment, overview_data
 from kubevibe.experiments.store import open_results
 
@@ -66,7 +66,7 @@ def compare_data(path_a: Path, path_b: Path) -> dict[str, Any]:
     for p in prompts:
         cells = []
         for side in (a, b):
-            done = [r for r in side["runs"] if r["prompt"] == p and r["status"] in ("success", "fail")]
+            done = [r for r in side["runs"] if r["prompt"] == p and r["status"] in COUNTED]
             cells.append({"s": sum(1 for r in done if r["status"] == "success"), "n": len(done)})
         per_prompt.append({"prompt": p, "a": cells[0], "b": cells[1]})
 

@@ -370,6 +370,8 @@ class Executor:
                 argv += ["--model", cell.model]
             if cell.seed is not None:
                 argv += ["--seed", str(cell.seed)]
+            if self.plan.tests_files:  # a benchmark: the task's hidden tests (never shown to the model)
+                argv += ["--tests", self.plan.tests_files[cell.prompt_index], "--tests-source", "benchmark"]
         self.exp.logs.mkdir(parents=True, exist_ok=True)
         log = (self.exp.logs / f"{cell.key}.log").open("a", encoding="utf-8")
         log.write(f"--- {_now()} attempt {attempt}: {' '.join(argv[1:])}\n")
@@ -434,7 +436,7 @@ def _last_error(log: Path) -> str | None:
 def _describe_row(row: dict[str, Any]) -> str:
     status = row.get("status") or "?"
     parts = [status]
-    if row.get("final_state") and status in ("success", "fail"):
+    if row.get("final_state") and status in ("success", "unverified", "fail"):
         parts.append(f"{row.get('steps')} steps, {row.get('fix_iterations') or 0} fixes")
     if row.get("elapsed_s") is not None:
         parts.append(f"{row['elapsed_s']:.1f}s")

@@ -278,6 +278,30 @@ def experiment(
 
 
 @app.command()
+def bench(
+    suite: Annotated[Optional[str], typer.Argument(help="A folder of tasks, or `default` (the shipped suite).")] = None,
+    llm: LlmOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", "-k", help="Runs per task")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Runs at a time")] = 1,
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Experiment directory (default "
+                                                      "experiments/bench-SUITE-MODEL)")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per run")] = None,
+    max_fix_attempts: Annotated[Optional[int], typer.Option("--max-fixes", help="Most Fix executions per run "
+                                                            "(the k of passItr@k)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Base seed (repetition r: seed + r)")] = None,
+    check_references: Annotated[bool, typer.Option("--check-references", help="Only check the suite: every "
+                                "reference passes its tests and every reference/wrong.py fails them (no model).")] = False,
+) -> None:
+    """Run KubeVibe-Bench: every task through the whole pipeline with its hidden acceptance tests."""
+    from kubevibe.experiments import commands
+
+    settings = dict(timeout=timeout, max_fix_attempts=max_fix_attempts, seed=seed)
+    raise typer.Exit(commands.bench(out, suite=suite, llm=llm, model=model, repeat=repeat, workers=workers,
+                                    directory=directory, check_references=check_references, settings=settings))
+
+
+@app.command()
 def report(
     source: Annotated[Path, typer.Argument(help="An experiment directory (or a directory of runs).")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the report "

@@ -8,6 +8,7 @@ and the exchanges our recorder plugin saw (the actual responses).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+import kubevibe
 from kubevibe import exec as kexec
 
 
@@ -64,7 +66,11 @@ def run_tavern(test_file: Path, base_url: str, work_dir: Path, timeout: float) -
     for stale in (junit, record):
         stale.unlink(missing_ok=True)
     # exec.run layers these over the environment; Tavern itself loads as an installed pytest plugin.
-    env = {"KUBEVIBE_ACCEPT_RECORD": str(record), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_ADDOPTS": ""}
+    # The recorder plugin is imported from this very kubevibe (whatever the working directory or a relative path).
+    package_root = str(Path(kubevibe.__file__).resolve().parent.parent)
+    python_path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {"KUBEVIBE_ACCEPT_RECORD": str(record), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_ADDOPTS": "",
+           "PYTHONPATH": python_path}
     argv = tavern_command(test_file, global_cfg, junit)
     result = kexec.run(argv, timeout=timeout, cwd=work_dir, env=env, log_file=work_dir / "commands.log")
     exchanges = _read_exchanges(record)

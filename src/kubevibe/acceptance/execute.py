@@ -25,6 +25,7 @@ class TestOutcome(BaseModel):
     __test__ = False  # not a pytest class
 
     name: str
+    file: str = ""  # the test file's name (when several files ran at once)
     passed: bool
     skipped: bool = False
     message: str = ""  # Tavern's failure text (what mismatched), trimmed
@@ -57,6 +58,11 @@ def tavern_command(test_file: Path, global_cfg: Path, junit: Path) -> list[str]:
 
 def run_tavern(test_file: Path, base_url: str, work_dir: Path, timeout: float) -> TavernRun:
     """Run every test of `test_file` against base_url; files of this execution go to work_dir."""
+    return run_tavern_dir(test_file, base_url, work_dir, timeout)
+
+
+def run_tavern_dir(tests: Path, base_url: str, work_dir: Path, timeout: float) -> TavernRun:
+    """Run a Tavern file, or every *.tavern.yaml of a folder, against base_url."""
     work_dir.mkdir(parents=True, exist_ok=True)
     global_cfg = work_dir / "tavern-global.yaml"
     global_cfg.write_text(yaml.safe_dump({"name": "kubevibe", "variables": {"base_url": base_url}}),
@@ -71,7 +77,7 @@ def run_tavern(test_file: Path, base_url: str, work_dir: Path, timeout: float) -
     python_path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {"KUBEVIBE_ACCEPT_RECORD": str(record), "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_ADDOPTS": "",
            "PYTHONPATH": python_path}
-    argv = tavern_command(test_file, global_cfg, junit)
+    argv = tavern_command(tests, global_cfg, junit)
     result = kexec.run(argv, timeout=timeout, cwd=work_dir, env=env, log_file=work_dir / "commands.log")
     exchanges = _read_exchanges(record)
     outcomes = parse_junit(junit, exchanges) if junit.is_file() else []
@@ -98,7 +104,8 @@ def parse_junit(junit: Path, exchanges: list[dict[str, Any]] | None = None) -> l
             if len(message) > MESSAGE_LIMIT:
                 message = message[:MESSAGE_LIMIT // 3] + "\n...\n" + message[-2 * MESSAGE_LIMIT // 3:]
         mine = [e for e in exchanges or [] if e.get("test") == name]
-        outcomes.append(TestOutcome(name=name, passed=failure is None and not skipped, skipped=skipped,
+        outcomes.append(TestOutcome(name=name, file=(case.get("classname") or "").rpartition("/")[2],
+                                    passed=failure is None and not skipped, skipped=skipped,
                                     message=message, exchanges=mine))
     return outcomes
 

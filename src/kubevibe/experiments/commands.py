@@ -206,20 +206,21 @@ def _check_references(console: Console, tasks: list[Any]) -> int:
     say = _say(console)
     bad = 0
     with tempfile.TemporaryDirectory(prefix="kubevibe-bench-check-") as work:
-        for task in tasks:
-            good = kb.check_variant(task, "myapp.py", Path(work))
-            line = f"{task.id:<24} reference {good.passed}/{good.total}"
-            ok = good.all_passed
-            if task.reference(kb.WRONG_FILE).is_file():
-                wrong = kb.check_variant(task, kb.WRONG_FILE, Path(work))
-                caught = not wrong.all_passed
-                line += f", wrong variant {'caught' if caught else 'NOT caught'} ({wrong.passed}/{wrong.total})"
-                ok = ok and caught
-            else:
-                line += ", no wrong variant (reference/wrong.py)"
-            if not good.all_passed:
-                line += f"; failing: {', '.join(good.failures)}"
-            bad += not ok
-            say(("ok   " if ok else "FAIL ") + line)
+        good = {r.task: r for r in kb.check_suite(tasks, "myapp.py", Path(work) / "reference")}
+        wrong = {r.task: r for r in kb.check_suite(tasks, kb.WRONG_FILE, Path(work) / "wrong")}
+    for task in tasks:
+        ref = good[task.id]
+        line = f"{task.id:<24} reference {ref.passed}/{ref.total}"
+        ok = ref.all_passed
+        if task.id in wrong:
+            caught = not wrong[task.id].all_passed
+            line += f", wrong variant {'caught' if caught else 'NOT caught'} ({wrong[task.id].passed}/{ref.total})"
+            ok = ok and caught
+        else:
+            line += f", no wrong variant ({kb.REFERENCE_DIR}/{kb.WRONG_FILE})"
+        if not ref.all_passed:
+            line += f"; failing: {', '.join(ref.failures)}"
+        bad += not ok
+        say(("ok   " if ok else "FAIL ") + line)
     say(f"{len(tasks) - bad} of {len(tasks)} tasks are sound")
     return 0 if bad == 0 else 1

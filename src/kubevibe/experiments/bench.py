@@ -13,6 +13,7 @@ as source `benchmark`, and prints functional pass@1, passItr@k, runtime-only suc
 
 from __future__ import annotations
 
+import re
 import threading
 import types
 from collections import Counter
@@ -213,7 +214,8 @@ def bench_plan(tasks: list[Task], *, name: str, llm: str, model: str | None, rep
     from kubevibe.experiments.plan import ExperimentPlan, ModelEntry
 
     try:
-        return ExperimentPlan(name=name, models=[ModelEntry(llm=llm, model=model)], prompts=[t.request for t in tasks],
+        label = re.sub(r"[\x00-\x1f/\\]+", "_", model or llm)[-80:].strip("_") or "model"
+        return ExperimentPlan(name=name, models=[ModelEntry(llm=llm, model=model, label=label)], prompts=[t.request for t in tasks],
                               tests_files=[str(t.tests_file.resolve()) for t in tasks], repetitions=repeat,
                               workers=workers, settings={k: v for k, v in settings.items() if v is not None})
     except ValidationError as exc:

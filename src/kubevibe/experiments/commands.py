@@ -112,8 +112,9 @@ def compare(console: Console, *, a: Path, b: Path, html: Path | None) -> int:
 
     data = compare_data(a, b)
     table = Table(title=f"{data['a']['tag']}  vs  {data['b']['tag']}", show_lines=False)
-    for column in ("group", f"A: {data['a']['tag']} success [95% CI]", f"B: {data['b']['tag']} success [95% CI]",
-                   "B − A [95% CI]", "fixes A / B", "first attempt A / B"):
+    for column in ("group", f"A: {data['a']['tag']} functional success [95% CI]",
+                   f"B: {data['b']['tag']} functional success [95% CI]", "B − A [95% CI]", "fixes A / B",
+                   "first attempt A / B", "runtime success A / B"):
         table.add_column(column, overflow="fold")
     for row in text_rows(data):
         table.add_row(*(Text(cell) for cell in row))

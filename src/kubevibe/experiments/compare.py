@@ -120,7 +120,8 @@ def write_compare(path_a: Path, path_b: Path, out: Path) -> Path:
 
 
 def text_rows(data: dict[str, Any]) -> list[list[str]]:
-    """Rows for the terminal table: group, A, B, difference, fixes A/B, first attempt A/B."""
+    """Rows for the terminal table: group, A, B (functional success), difference, fixes A/B, first attempt A/B,
+    runtime success A/B."""
     from kubevibe.experiments.report import fmt_ci, fmt_num, fmt_pct
 
     def rate(s: dict | None) -> str:
@@ -135,5 +136,6 @@ def text_rows(data: dict[str, Any]) -> list[list[str]]:
             " *" if row["significant"] else "")
         out.append([row["label"], rate(a), rate(b), diff,
                     f"{fmt_num(a['fix_mean'], 2) if a else '–'} / {fmt_num(b['fix_mean'], 2) if b else '–'}",
-                    f"{fmt_pct(a['first_attempt_rate']) if a else '–'} / {fmt_pct(b['first_attempt_rate']) if b else '–'}"])
+                    f"{fmt_pct(a['first_attempt_rate']) if a else '–'} / {fmt_pct(b['first_attempt_rate']) if b else '–'}",
+                    f"{fmt_pct(a.get('runtime_rate')) if a else '–'} / {fmt_pct(b.get('runtime_rate')) if b else '–'}"])
     return out

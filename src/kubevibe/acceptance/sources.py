@@ -21,9 +21,10 @@ ACCEPTANCE_FILE = f"{ACCEPTANCE_DIR}/acceptance.tavern.yaml"
 WRITER_FILE = f"{ACCEPTANCE_DIR}/test-writer.tavern.yaml"  # what the test writer produced (may be unused)
 
 
-def record(source: str, tests: int, **extra: Any) -> dict[str, Any]:
-    """RunState.acceptance / run.json `acceptance`."""
-    return {"source": source, "file": ACCEPTANCE_FILE, "tests": tests, **extra}
+def record(source: str, tests: int, **_details: Any) -> dict[str, Any]:
+    """RunState.acceptance / run.json `acceptance`: exactly source, file, tests (contract 3); where the tests came
+    from in detail is in the frozen file's header comment and in run.json's intent and test_writer records."""
+    return {"source": source, "file": ACCEPTANCE_FILE, "tests": tests}
 
 
 def freeze_given_file(run_path: Path, tests_file: Path, source: str) -> dict[str, Any]:

@@ -238,6 +238,8 @@ class Runner:
         )
         if self.ctx.state.acceptance:
             run["acceptance"] = self.ctx.state.acceptance
+        if self.ctx.state.test_writer:
+            run["test_writer"] = self.ctx.state.test_writer
         self.ctx.rundir.write_json("run.json", run)
         return end
 

@@ -590,8 +590,10 @@ def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app
     assert ("POST", f"/api/v1/namespaces/{namespace_name(ctx.run_id)}/pods/credit-card-7d9c5b8f6d-r5t6y/portforward",
             {}) in api.requests
     assert len(api.forwarded) >= 4 and not _port_forwards()  # every check went through it; it is gone now
-    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []  # Connect's end removed them
+    # The deployment stays for Accept; the runner's cleanup (when the run leaves the deployed states) removes it.
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) != []
     ctx.run_all_cleanups()
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []
 
 
 def test_connect_to_a_port_nothing_listens_on_fails_and_the_forward_keeps_coming_back(tmp_path, api, app,

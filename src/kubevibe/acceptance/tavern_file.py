@@ -21,10 +21,12 @@ SAFE_TAGS = ("!anything", "!anynumber", "!anyint", "!anyfloat", "!anystr", "!any
              "!int", "!float", "!bool", "!raw", "!re_match", "!re_fullmatch", "!re_search", "!approx",
              "!force_original_structure")
 
-TEST_KEYS = {"test_name", "stages", "strict", "marks", "_xfail"}
-STAGE_KEYS = {"name", "id", "request", "response", "max_retries", "delay_before", "delay_after", "skip"}
-REQUEST_KEYS = {"url", "method", "json", "headers", "params", "data", "timeout"}
-RESPONSE_KEYS = {"status_code", "json", "headers", "save", "strict"}
+TEST_KEYS = {"test_name", "stages", "strict", "marks", "_xfail", "includes"}
+INCLUDE_KEYS = {"name", "description", "variables"}  # inline includes: variables only, no files
+STAGE_KEYS = {"name", "id", "request", "response", "max_retries", "delay_before", "delay_after", "skip", "only"}
+REQUEST_KEYS = {"url", "method", "json", "headers", "params", "data", "timeout", "cookies", "auth",
+                "follow_redirects", "verify"}
+RESPONSE_KEYS = {"status_code", "json", "headers", "save", "strict", "redirect_query_params", "cookies"}
 SAFE_MARKS = {"skip", "xfail", "slow"}
 BASE_URL = "{base_url}"
 
@@ -97,6 +99,10 @@ def check_untrusted(docs: list[dict[str, Any]]) -> None:
     for doc in docs:
         name = doc["test_name"]
         _only_keys(doc, TEST_KEYS, f"test {name!r}")
+        for include in doc.get("includes") or []:
+            if not isinstance(include, dict):
+                raise TavernFileError(f"test {name!r} includes a file; only inline includes (variables) are allowed")
+            _only_keys(include, INCLUDE_KEYS, f"test {name!r} include")
         for mark in doc.get("marks") or []:
             if not (isinstance(mark, str) and mark in SAFE_MARKS):
                 raise TavernFileError(f"test {name!r} has the mark {mark!r}; only {sorted(SAFE_MARKS)} are allowed")
@@ -110,6 +116,8 @@ def check_untrusted(docs: list[dict[str, Any]]) -> None:
                 raise TavernFileError(f"{where} needs a request mapping and a response mapping")
             _only_keys(request, REQUEST_KEYS, where + " request")
             _only_keys(response, RESPONSE_KEYS, where + " response")
+            if "verify" in request and not isinstance(request["verify"], bool):
+                raise TavernFileError(f"{where} names a certificate file for verify; only true or false is allowed")
             url = request.get("url")
             if not isinstance(url, str) or not url.startswith(BASE_URL):
                 raise TavernFileError(f"{where} requests {url!r}; tests may only call the service, with a url "

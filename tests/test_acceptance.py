@@ -36,7 +36,8 @@ def untrusted(text: str) -> None:
     ("test_name: t\nincludes:\n  - !include common.yaml\n" + STAGE + "      status_code: 200\n", "!include"),
     ("test_name: a\n" + STAGE + "      status_code: 200\n---\ntest_name: a\n" + STAGE + "      status_code: 200\n",
      "two tests"),
-])
+], ids=["verify_response_with", "ext", "include-tag", "other-host", "env-vars", "files", "include-file",
+        "duplicate-names"])
 def test_tests_not_from_the_users_file_may_not_run_host_code(text, reason):
     with pytest.raises(TavernFileError, match=reason):
         untrusted(text)

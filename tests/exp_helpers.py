@@ -110,6 +110,9 @@ class Script:
             queue = self.plan.get(state)
             if queue:
                 return queue.pop(0)(ctx)
+            if state == State.ACCEPT:  # independent acceptance tests passed (the run may end in success)
+                return StageResult.ok("2/2 acceptance tests passed", updates={"verified": {"acceptance": {
+                    "passed": 2, "total": 2, "source": "user"}}})
             return StageResult.ok(f"{state.value.lower()} ok")
         return stage
 

@@ -85,7 +85,8 @@ def test_prompt_file_and_show(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_records_interrupted_and_resume_continues(tmp_path, sig):
     with slow_model_server(delay=30) as llm:
-        proc = subprocess.Popen([*KUBEVIBE, "run", "Develop an echo service", "--llm", llm, "-n", "3"],
+        proc = subprocess.Popen([*KUBEVIBE, "run", "Develop an echo service", "--llm", llm, "-n", "3",
+                                 "--no-test-writer"],
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/*/events.jsonl")):

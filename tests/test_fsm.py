@@ -62,8 +62,9 @@ def test_resume_outcome_routing():
 def test_refine_goes_to_build_and_retries_an_unusable_answer():
     assert next_state(State.REFINE, Outcome.OK) == State.BUILD
     assert next_state(State.REFINE, Outcome.FAILED) == State.REFINE
-def test_load_follows_connect_and_the_deployed_states_resume_at_deploy():
-    assert next_state(State.CONNECT, Outcome.OK) == State.LOAD
+def test_accept_and_load_follow_connect_and_the_deployed_states_resume_at_deploy():
+    assert next_state(State.CONNECT, Outcome.OK) == State.ACCEPT
+    assert next_state(State.ACCEPT, Outcome.OK) == State.LOAD
     assert next_state(State.LOAD, Outcome.OK) == State.CHART
-    assert fsm.DEPLOYED_STATES == {State.CONNECT, State.LOAD}
+    assert fsm.DEPLOYED_STATES == {State.CONNECT, State.ACCEPT, State.LOAD}
     assert all(fsm.RESUME_REDIRECT[s] == State.DEPLOY for s in fsm.DEPLOYED_STATES)

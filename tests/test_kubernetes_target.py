@@ -603,6 +603,7 @@ def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app
     ctx.run_cleanup("deployment")
     assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []
     ctx.run_all_cleanups()
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []
 
 
 def test_connect_to_a_port_nothing_listens_on_fails_and_the_forward_keeps_coming_back(tmp_path, api, app,

@@ -329,9 +329,9 @@ def test_refine_carries_the_parents_tests_or_takes_new_ones_and_records_its_pare
     root = tmp_path / "runs"
     parent = make_run(root, "20261201T100000Z-aaa", FULL, acceptance={"source": "benchmark", "tests": 1})
     (parent / "acceptance").mkdir()
-    (parent / "acceptance/acceptance.tavern.yaml").write_text("test_name: a\nstages: []\n")
+    (parent / "acceptance/acceptance.tavern.yaml").write_text("test_name: a\nstages:\n  - name: s\n    request: {url: \"{base_url}/health\", method: GET}\n    response: {status_code: 200}\n")
     mine = tmp_path / "mine.tavern.yaml"
-    mine.write_text("test_name: b\nstages: []\n---\ntest_name: c\nstages: []\n")
+    mine.write_text("test_name: b\nstages:\n  - name: s\n    request: {url: \"{base_url}/health\", method: GET}\n    response: {status_code: 200}\n---\ntest_name: c\nstages:\n  - name: s\n    request: {url: \"{base_url}/health\", method: GET}\n    response: {status_code: 200}\n")
     empty_log = write_replay_log(tmp_path / "none.jsonl", [])
     children = []
     for extra in ([], ["--tests", str(mine)]):
@@ -349,7 +349,7 @@ def test_refine_carries_the_parents_tests_or_takes_new_ones_and_records_its_pare
     assert record["parent"] == {"run_id": "20261201T100000Z-aaa", "revision": 0, "verified_to": "CHART"}
     assert record["acceptance"] | {"source": "benchmark", "tests": 1, "from_run": "20261201T100000Z-aaa"} == \
         record["acceptance"]
-    assert (carried / "acceptance/acceptance.tavern.yaml").read_text() == "test_name: a\nstages: []\n"
+    assert (carried / "acceptance/acceptance.tavern.yaml").read_text() == (parent / "acceptance/acceptance.tavern.yaml").read_text()
     assert record["sources"]["runs_dir"] == "parent:20261201T100000Z-aaa" and record["strategy"] == "full"
     events = [json.loads(line) for line in (carried / "events.jsonl").read_text().splitlines()]
     assert events[0]["from"] == "REFINE" and events[0]["result"] == "failed"

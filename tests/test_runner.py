@@ -19,6 +19,7 @@ from kubevibe.settings import Settings
 
 GOOD = ArtifactSet(files={"myapp.py": "print(1)\n", "Dockerfile": "FROM x\n", "vibe.yaml": "a: 1\n",
                           "requirements.txt": "flask\n"})
+ACCEPTED = {"passed": 2, "total": 2, "source": "user"}
 
 
 class Script:
@@ -39,6 +40,8 @@ class Script:
                 return item
             if state == State.GENERATE and item == Outcome.OK:
                 return StageResult.ok("generated", artifacts=GOOD)
+            if state == State.ACCEPT and item == Outcome.OK:  # independent tests passed, unless a test says
+                return StageResult.ok("accepted", updates={"verified": {"acceptance": ACCEPTED}})
             return StageResult(outcome=item, summary=f"{state} {item}",
                                evidence=[Evidence(kind="note", title=f"{state} said {item}")])
         return stage
@@ -63,15 +66,16 @@ def test_happy_path_records_every_transition(tmp_path):
     end = Runner(ctx, stages=script).run(State.INTENT)
     assert end.outcome == "success" and end.final_state == State.SUCCESS
     assert script.ran == [State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT,
-                          State.LOAD, State.CHART]
+                          State.ACCEPT, State.LOAD, State.CHART]
     evs = events(ctx)
-    assert [(e["step"], e["from"], e["to"], e["result"]) for e in evs][-1] == (8, "CHART", "SUCCESS", "ok")
+    assert [(e["step"], e["from"], e["to"], e["result"]) for e in evs][-1] == (9, "CHART", "SUCCESS", "ok")
     assert all({"step", "from", "to", "result", "duration_s", "reason", "time"} <= set(e) for e in evs)
     run = ctx.rundir.read_json("run.json")
-    assert run["outcome"] == "success" and run["counters"]["steps"] == 8
+    assert run["outcome"] == "success" and run["counters"]["steps"] == 9
     assert run["verified"] == {"built": True, "validated": True, "deployed": True, "reachable": True,
-                               "load": True, "charted": True}
-    assert run["verdict"]["slo"] is None  # no objectives stated
+                               "accepted": True, "acceptance": ACCEPTED, "load": True, "charted": True}
+    assert run["verdict"] == {"built": True, "validated": True, "deployed": True, "reachable": True,
+                              "accepted": ACCEPTED, "charted": True, "slo": None}  # no objectives stated
     assert ctx.rundir.revisions() == [0]
     assert (ctx.rundir.revision_dir(0) / "Dockerfile").read_text() == "FROM x\n"
     assert json.loads((ctx.rundir.step_dir(3, "BUILD") / "result.json").read_text())["outcome"] == "ok"
@@ -194,9 +198,9 @@ def test_interrupt_runs_cleanups_records_interrupted_and_resume_continues(tmp_pa
     script2 = Script()
     end2 = Runner(ctx2, Counters.model_validate(checkpoint["counters"]), stages=script2).run(State.DEPLOY)
     assert end2.outcome == "success"
-    assert script2.ran == [State.DEPLOY, State.CONNECT, State.LOAD, State.CHART]
+    assert script2.ran == [State.DEPLOY, State.CONNECT, State.ACCEPT, State.LOAD, State.CHART]
     steps = [e["step"] for e in events(ctx2) if e["result"] not in ("interrupted",)]
-    assert steps == sorted(steps) and steps[-1] == 9  # step numbers continue
+    assert steps == sorted(steps) and steps[-1] == 10  # step numbers continue
 
 
 def test_tool_error_stops_the_run_with_hint_and_cleans_up(tmp_path):
@@ -266,27 +270,53 @@ def test_verification_line_says_exactly_what_was_checked_and_where_tests_came_fr
     assert verification_line({"reachable": True, "tests_total": 0}) == "reachable, no declared tests"
 
 
-def test_the_deployment_lives_through_the_deployed_states_and_goes_when_the_run_leaves_them(tmp_path):
+@pytest.mark.parametrize("accept, reason_part", [
+    (StageResult.ok("no tests", updates={"verified": {"accepted": False}}), "no acceptance tests"),
+    (StageResult.ok("intent tests", updates={"verified": {"acceptance": {"passed": 3, "total": 3,
+                                                                          "source": "intent"}}}),
+     "written by the same model"),
+])
+def test_a_run_not_checked_by_independent_tests_ends_unverified_never_success(tmp_path, accept, reason_part):
+    ctx = make_ctx(tmp_path)
+    end = Runner(ctx, stages=Script({State.ACCEPT: [accept]})).run(State.INTENT)
+    assert end.outcome == "unverified" and end.final_state == State.SUCCESS
+    assert reason_part in end.reason and "NOT verified" in end.reason
+    run = ctx.rundir.read_json("run.json")
+    assert run["outcome"] == "unverified"
+    assert run["verdict"]["deployed"] and run["verdict"]["reachable"] and run["verdict"]["charted"]
+
+
+def test_an_acceptance_test_that_failed_once_keeps_no_success_when_a_later_pass_is_partial(tmp_path):
+    ctx = make_ctx(tmp_path)
+    partial = StageResult.ok("partial", updates={"verified": {"acceptance": {"passed": 1, "total": 2,
+                                                                              "source": "user"}}})
+    end = Runner(ctx, stages=Script({State.ACCEPT: [partial]})).run(State.INTENT)
+    assert end.outcome == "unverified"
+
+
+def test_the_deployment_lives_through_connect_and_accept_and_is_torn_down_after(tmp_path):
     ctx = make_ctx(tmp_path)
     alive_in: list[State] = []
+    torn_down: list[int] = []
 
     def deploy(c):
-        c.add_cleanup("deployment", lambda: alive_in.append(State.FAIL))  # FAIL marks the teardown
+        c.add_cleanup("deployment", lambda: torn_down.append(c.step))
         return StageResult.ok("deployed")
 
     def check(state):
         def stage(c):
             if c.has_cleanup("deployment"):
                 alive_in.append(state)
-            return StageResult.ok(str(state))
+            return Script()(state)(c)
         return stage
 
-    script = Script({State.DEPLOY: [deploy], State.CONNECT: [check(State.CONNECT)], State.LOAD: [check(State.LOAD)],
+    script = Script({State.DEPLOY: [deploy], State.CONNECT: [check(State.CONNECT)],
+                     State.ACCEPT: [check(State.ACCEPT)], State.LOAD: [check(State.LOAD)],
                      State.CHART: [check(State.CHART)]})
     end = Runner(ctx, stages=script).run(State.INTENT)
     assert end.outcome == "success"
-    # alive in CONNECT and LOAD; torn down right after LOAD, before CHART runs
-    assert alive_in == [State.CONNECT, State.LOAD, State.FAIL]
+    assert alive_in == [State.CONNECT, State.ACCEPT, State.LOAD]  # Chart does not need the pods
+    assert torn_down == [8]  # right after LOAD, before CHART
 
 
 def test_a_failure_in_a_deployed_state_tears_the_deployment_down_before_fix(tmp_path):
@@ -305,4 +335,5 @@ def test_a_failure_in_a_deployed_state_tears_the_deployment_down_before_fix(tmp_
     script = Script({State.DEPLOY: [deploy, deploy], State.LOAD: [Outcome.FAILED], State.FIX: [fix]})
     end = Runner(ctx, stages=script).run(State.INTENT)
     assert end.outcome == "success"
-    assert torn == [7, 13]  # after the failed LOAD (step 7), and after the second LOAD (step 13)
+    assert torn == [8, 15]  # after the failed LOAD (step 8), and after the second LOAD (step 15)
+

@@ -28,7 +28,7 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNVERIFIED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _version(value: bool) -> None:
@@ -99,6 +99,17 @@ def run(
     style: Annotated[Optional[str], typer.Option("--style", help="structured (one schema-constrained request per "
                      "stage) or conversational (one chat conversation, files in fenced blocks)  "
                      "[env KUBEVIBE_STYLE]")] = None,
+    tests: Annotated[Optional[Path], typer.Option("--tests", help="Acceptance tests: a Tavern file (*.tavern.yaml; "
+                     "the service's URL is {base_url})  [env KUBEVIBE_TESTS]")] = None,
+    tests_source: Annotated[Optional[str], typer.Option("--tests-source", hidden=True,
+                            help="user or benchmark (set by `kubevibe bench`)")] = None,
+    test_writer: Annotated[Optional[bool], typer.Option("--test-writer/--no-test-writer", help="Have an LLM write "
+                           "acceptance tests before Generate (default: on, off for the embedded model)  "
+                           "[env KUBEVIBE_TEST_WRITER]")] = None,
+    test_llm: Annotated[Optional[str], typer.Option("--test-llm", help="LLM of the test writer (default: the "
+                        "generator's)  [env KUBEVIBE_TEST_LLM]")] = None,
+    test_model: Annotated[Optional[str], typer.Option("--test-model", help="Model of the test writer  "
+                          "[env KUBEVIBE_TEST_MODEL]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
 ) -> None:
@@ -113,6 +124,8 @@ def run(
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
                  push=push, slo=slo, style=style)
+    flags.update(tests=tests, tests_source=tests_source, test_writer=test_writer, test_llm=test_llm,
+                 test_model=test_model)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 
@@ -301,6 +314,30 @@ def experiment(
 
 
 @app.command()
+def bench(
+    suite: Annotated[Optional[str], typer.Argument(help="A folder of tasks, or `default` (the shipped suite).")] = None,
+    llm: LlmOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", "-k", help="Runs per task")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Runs at a time")] = 1,
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Experiment directory (default "
+                                                      "experiments/bench-SUITE-MODEL)")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per run")] = None,
+    max_fix_attempts: Annotated[Optional[int], typer.Option("--max-fixes", help="Most Fix executions per run "
+                                                            "(the k of passItr@k)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Base seed (repetition r: seed + r)")] = None,
+    check_references: Annotated[bool, typer.Option("--check-references", help="Only check the suite: every "
+                                "reference passes its tests and every reference/wrong.py fails them (no model).")] = False,
+) -> None:
+    """Run KubeVibe-Bench: every task through the whole pipeline with its hidden acceptance tests."""
+    from kubevibe.experiments import commands
+
+    settings = dict(timeout=timeout, max_fix_attempts=max_fix_attempts, seed=seed)
+    raise typer.Exit(commands.bench(out, suite=suite, llm=llm, model=model, repeat=repeat, workers=workers,
+                                    directory=directory, check_references=check_references, settings=settings))
+
+
+@app.command()
 def report(
     source: Annotated[Path, typer.Argument(help="An experiment directory (or a directory of runs).")],
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the report "
@@ -479,7 +516,7 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
-        colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
+        colour = {"success": "green", "fail": "red", "error": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
         out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
         if summary.get("lineage"):
@@ -494,7 +531,8 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:
             out.print(f"hint: {end.hint}", highlight=False, markup=False)
-    code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(end.outcome, EXIT_FAIL)
+    code = {"success": EXIT_OK, "unverified": EXIT_UNVERIFIED, "interrupted": EXIT_INTERRUPTED}.get(end.outcome,
+                                                                                                EXIT_FAIL)
     raise typer.Exit(code)
 
 

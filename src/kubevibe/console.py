@@ -39,8 +39,10 @@ class ConsoleReporter:
         mark = _MARK.get(result.outcome, "[yellow]↻[/]")
         total = time.monotonic() - self.run_started
         summary = result.summary if len(result.summary) <= 160 else result.summary[:157] + "…"
+        # The end of the pipeline is not yet a success: the verdict decides (success or unverified) and says so.
+        shown = "END" if target == State.SUCCESS else target.value
         self.console.print(f"{step:>3} {state.value:<9} {mark} {duration:6.1f}s (total {total:4.0f}s) "
-                           f"→ {target.value:<9} {escape(summary)}", highlight=False)
+                           f"→ {shown:<9} {escape(summary)}", highlight=False)
 
     def note(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)

@@ -59,6 +59,13 @@ class Settings(BaseModel):
     ray_address: str | None = Field(None, description="Ray cluster address; none: a local Ray instance")
     # How the model is prompted (issue 16): one schema-constrained request per stage, or one chat conversation.
     style: Literal["structured", "conversational"] = "structured"
+    # Acceptance tests (issue 12): a Tavern file, where it comes from, and the test writer.
+    tests: Path | None = Field(None, description="Tavern file of acceptance tests ({base_url} is the service)")
+    tests_source: Literal["user", "benchmark"] = "user"
+    test_writer: bool | None = Field(None, description="write acceptance tests with an LLM before Generate; "
+                                     "default: on, except for the embedded model")
+    test_llm: str | None = Field(None, description="LLM spec of the test writer; default: the generator's")
+    test_model: str | None = None
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -95,6 +102,11 @@ ENV_VARS: dict[str, str] = {
     "executor": "KUBEVIBE_EXECUTOR",
     "ray_address": "RAY_ADDRESS",
     "style": "KUBEVIBE_STYLE",
+    "tests": "KUBEVIBE_TESTS",
+    "tests_source": "KUBEVIBE_TESTS_SOURCE",
+    "test_writer": "KUBEVIBE_TEST_WRITER",
+    "test_llm": "KUBEVIBE_TEST_LLM",
+    "test_model": "KUBEVIBE_TEST_MODEL",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

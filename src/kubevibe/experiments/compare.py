@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from kubevibe import __version__
 from kubevibe.experiments import plots
-from kubevibe.experiments.metrics import STAGES, newcombe_difference, summarize
+from kubevibe.experiments.metrics import COUNTED, STAGES, newcombe_difference, summarize
 from kubevibe.experiments.report import environment, overview_data
 from kubevibe.experiments.store import open_results
 
@@ -77,7 +77,7 @@ def compare_data(path_a: Path, path_b: Path) -> dict[str, Any]:
     for p in prompts:
         cells = []
         for side in (a, b):
-            done = [r for r in side["runs"] if r["prompt"] == p and r["status"] in ("success", "fail")]
+            done = [r for r in side["runs"] if r["prompt"] == p and r["status"] in COUNTED]
             cells.append({"s": sum(1 for r in done if r["status"] == "success"), "n": len(done)})
         per_prompt.append({"prompt": p, "a": cells[0], "b": cells[1]})
 
@@ -131,7 +131,8 @@ def write_compare(path_a: Path, path_b: Path, out: Path) -> Path:
 
 
 def text_rows(data: dict[str, Any]) -> list[list[str]]:
-    """Rows for the terminal table: group, A, B, difference, fixes A/B, first attempt A/B."""
+    """Rows for the terminal table: group, A, B (functional success), difference, fixes A/B, first attempt A/B,
+    runtime success A/B."""
     from kubevibe.experiments.report import fmt_ci, fmt_num, fmt_pct
 
     def rate(s: dict | None) -> str:
@@ -146,5 +147,6 @@ def text_rows(data: dict[str, Any]) -> list[list[str]]:
             " *" if row["significant"] else "")
         out.append([row["label"], rate(a), rate(b), diff,
                     f"{fmt_num(a['fix_mean'], 2) if a else '–'} / {fmt_num(b['fix_mean'], 2) if b else '–'}",
-                    f"{fmt_pct(a['first_attempt_rate']) if a else '–'} / {fmt_pct(b['first_attempt_rate']) if b else '–'}"])
+                    f"{fmt_pct(a['first_attempt_rate']) if a else '–'} / {fmt_pct(b['first_attempt_rate']) if b else '–'}",
+                    f"{fmt_pct(a.get('runtime_rate')) if a else '–'} / {fmt_pct(b.get('runtime_rate')) if b else '–'}"])
     return out

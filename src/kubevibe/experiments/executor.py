@@ -92,6 +92,15 @@ class ExperimentDir:
     def prompt_file(self, prompt_index: int) -> Path:
         return self.path / "prompts" / f"{prompt_index:03d}.txt"
 
+    def tests_file(self, prompt_index: int, source: Path) -> Path:
+        """The experiment's own copy of a prompt's acceptance tests (made once), so a cell's inputs all live in
+        the experiment directory wherever the cell runs."""
+        copy = self.path / "tests" / f"{prompt_index:03d}.tavern.yaml"
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(source.read_bytes())
+        return copy
+
     def cell_runs(self, key: str) -> Path:
         return self.runs / key
 
@@ -377,12 +386,18 @@ class Executor:
         prompt = rel(self.exp.prompt_file(cell.prompt_index))
         config = rel(self.exp.config_file(self.model_index[cell.model_label]))
         args = ["run", "--json", "--prompt-file", prompt, "--llm", cell.llm, "--intent-method", cell.intent_method,
-                "--strategy", cell.strategy, "--style", cell.style, "--runs-dir", rel(self.exp.cell_runs(cell.key)), "--config", config]
+                "--strategy", cell.strategy, "--style", cell.style, "--runs-dir", rel(self.exp.cell_runs(cell.key)),
+                "--config", config]
+        inputs = [prompt, config]
         if cell.model:
             args += ["--model", cell.model]
         if cell.seed is not None:
             args += ["--seed", str(cell.seed)]
-        return CellJob(cell.key, args, [prompt, config], None, attempt, self.env_keys)
+        if self.plan.tests_files:  # a benchmark: the task's hidden tests (never shown to the model)
+            tests = rel(self.exp.tests_file(cell.prompt_index, Path(self.plan.tests_files[cell.prompt_index])))
+            args += ["--tests", tests, "--tests-source", "benchmark"]
+            inputs.append(tests)  # shipped to a Ray worker with the prompt
+        return CellJob(cell.key, args, inputs, None, attempt, self.env_keys)
 
     def _collect(self, r: Running, rc: int) -> str | None:
         """Record how a run ended. Returns 'fresh' when the cell must start over (a resume that was refused)."""
@@ -438,7 +453,7 @@ def _last_error(log: Path) -> str | None:
 def _describe_row(row: dict[str, Any]) -> str:
     status = row.get("status") or "?"
     parts = [status]
-    if row.get("final_state") and status in ("success", "fail"):
+    if row.get("final_state") and status in ("success", "unverified", "fail"):
         parts.append(f"{row.get('steps')} steps, {row.get('fix_iterations') or 0} fixes")
     if row.get("elapsed_s") is not None:
         parts.append(f"{row['elapsed_s']:.1f}s")

@@ -1,9 +1,15 @@
 """Reliability metrics: pure functions over rows (plain dicts as the store returns them). No I/O.
 
-Which runs count. A run ends with success, fail, error or interrupted. `error` means the *tool* stopped (model
+Which successes. `success` (functional success) means independent acceptance tests all passed against the live
+deployment; `unverified` means the run deployed and answered but was not checked against the request; runtime
+success (deployed and answered, whatever the tests said) is reported beside it, never instead of it. Every rate
+called success, first-attempt success and passItr@k is on functional success (IaCGen's passItr@k counts a task
+as passed when it passes within k iterations; here "passes" means its acceptance tests pass).
+
+Which runs count. A run ends with success, unverified, fail, error or interrupted. `error` means the *tool* stopped (model
 server unreachable, missing engine, a KubeVibe bug): it says nothing about the model, so error runs are shown
 but left out of every rate. Interrupted or unstarted cells are not finished and are left out too. So n, the
-denominator of every rate below, is the number of runs that ended with success or fail.
+denominator of every rate below, is the number of runs that ended with success, unverified or fail.
 
 Definitions (per run, from its stage executions in step order):
   depth                 stage executions of a successful run (the shortest possible is 7: Intent to Chart)
@@ -30,8 +36,9 @@ from typing import Any
 from kubevibe.pipeline.fsm import PIPELINE, State
 
 Z95 = 1.959963984540054
-COUNTED = ("success", "fail")
-FINISHED = ("success", "fail", "error")
+# `unverified`: the pipeline completed but no independent acceptance tests passed: counted, never a success.
+COUNTED = ("success", "unverified", "fail")
+FINISHED = ("success", "unverified", "fail", "error")
 FIX = State.FIX.value
 STAGES: tuple[str, ...] = tuple(s.value for s in PIPELINE) + (FIX,)
 REPAIRED_OUTCOMES = ("resume-build", "resume-validate", "regenerate")
@@ -205,6 +212,31 @@ def time_by_stage(executions: Iterable[Row]) -> dict[str, float]:
     return dict(out)
 
 
+def by_test_source(done: Sequence[Row]) -> dict[str, Row]:
+    """Functional success per source of the acceptance tests (user, benchmark, reference, test-writer, intent,
+    none), with Wilson intervals: a success by the intent's own tests does not exist (such runs are unverified)."""
+    out: dict[str, Row] = {}
+    for source, members in group_runs(done, key=lambda r: r.get("accept_source") or "none").items():
+        s = sum(1 for r in members if r["status"] == "success")
+        first = sum(1 for r in members if r.get("first_attempt_success"))
+        runtime = sum(1 for r in members if r.get("runtime_success"))
+        out[source] = {"n": len(members), "success": s, "success_ci": wilson(s, len(members)),
+                       "first_attempt": first, "runtime_success": runtime,
+                       "runtime_ci": wilson(runtime, len(members))}
+    return out
+
+
+def stop_stage(run: Row, executions: Sequence[Row]) -> str | None:
+    """The stage where a run that did not succeed stopped: its last failed stage (not FIX), if any."""
+    if run.get("status") == "success":
+        return None
+    mine = sorted((e for e in executions if e.get("run_id") == run.get("run_id")), key=lambda e: e["step"])
+    failed = [e for e in mine if e["result"] == "failed" and e["stage"] != FIX]
+    if failed:
+        return failed[-1]["stage"]
+    return "none failed" if run.get("status") == "unverified" else None
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -231,11 +263,18 @@ def summarize(runs: Sequence[Row], executions: Sequence[Row] = (), llm_calls: Se
     refailed = sum(r.get("refailed") or 0 for r in done)
     if k_max is None:
         k_max = max([r.get("fix_iterations") or 0 for r in done], default=0)
+    runtime = sum(1 for r in done if r.get("runtime_success"))
     return {
         "runs": len(runs),
         "n": n,
         "success": s,
         "fail": n - s,
+        "unverified": sum(1 for r in done if r["status"] == "unverified"),
+        "runtime_success": runtime,
+        "runtime_rate": runtime / n if n else None,
+        "runtime_ci": wilson(runtime, n),
+        "runtime_only": sum(1 for r in done if r.get("runtime_success") and r["status"] != "success"),
+        "by_source": by_test_source(done),
         "error": sum(1 for r in runs if r.get("status") == "error"),
         "unfinished": sum(1 for r in runs if r.get("status") not in FINISHED),
         "success_rate": s / n if n else None,

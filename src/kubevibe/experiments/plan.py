@@ -35,7 +35,8 @@ from kubevibe.errors import UsageError
 from kubevibe.settings import IntentMethod, Settings
 
 # Settings the matrix itself sets for each run; a plan may not override them through `settings`.
-MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "style", "runs_dir"})
+MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "style", "runs_dir", "tests",
+                             "tests_source"})
 PATH_SETTINGS = frozenset({"kubeconfig", "slo"})  # relative to the plan file
 # Settings of the experiment process, not of its runs (flags of `kubevibe experiment`).
 EXPERIMENT_SETTINGS = frozenset({"executor", "ray_address"})
@@ -85,6 +86,8 @@ class ExperimentPlan(BaseModel):
     repetitions: int = Field(1, ge=1, le=10_000)
     workers: int = Field(1, ge=1, le=64)
     settings: dict[str, Any] = Field(default_factory=dict)
+    # A benchmark's hidden acceptance tests: one Tavern file per prompt (same order), run with source benchmark.
+    tests_files: list[str] = Field(default_factory=list)
 
     @field_validator("prompts")
     @classmethod
@@ -97,6 +100,8 @@ class ExperimentPlan(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentPlan":
+        if self.tests_files and len(self.tests_files) != len(self.prompts):
+            raise ValueError(f"tests_files has {len(self.tests_files)} files for {len(self.prompts)} prompts")
         for field in ("intent_methods", "strategies", "styles", "prompts"):
             values = getattr(self, field)
             dupes = sorted({v for v in values if values.count(v) > 1})

@@ -27,6 +27,7 @@ from markupsafe import Markup
 from kubevibe import __version__
 from kubevibe.experiments import plots
 from kubevibe.experiments.metrics import (
+    COUNTED,
     STAGES,
     group_label,
     group_runs,
@@ -148,7 +149,7 @@ def _page_name(run_id: str) -> str:
 def overview_data(runs: list[dict], executions: list[dict], calls: list[dict],
                   label_prefix: str = "") -> dict[str, Any]:
     groups = group_runs(runs)
-    k_seen = max([r.get("fix_iterations") or 0 for r in runs if r.get("status") in ("success", "fail")], default=0)
+    k_seen = max([r.get("fix_iterations") or 0 for r in runs if r.get("status") in COUNTED], default=0)
     k_max = min(PASS_K_MAX, max(3, k_seen))
     summaries = []
     show_style = len({key[3] for key in groups}) > 1
@@ -165,7 +166,7 @@ def overview_data(runs: list[dict], executions: list[dict], calls: list[dict],
     for index, text in prompts:
         cells = []
         for s in summaries:
-            members = [r for r in groups[s["key"]] if r.get("prompt") == text and r.get("status") in ("success", "fail")]
+            members = [r for r in groups[s["key"]] if r.get("prompt") == text and r.get("status") in COUNTED]
             ok = sum(1 for r in members if r["status"] == "success")
             cells.append({"s": ok, "n": len(members)})
         per_prompt.append({"index": index, "prompt": text, "cells": cells})

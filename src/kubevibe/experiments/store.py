@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.errors import UsageError
-from kubevibe.experiments.metrics import executions_from_events, performance_fixes, repair_episodes, run_metrics
+from kubevibe.experiments.metrics import FINISHED, executions_from_events, performance_fixes, repair_episodes, run_metrics
+from kubevibe.records.verdict import functionally_verified, make_verdict
 from kubevibe.records.rundir import RunDir
 
 DB_NAME = "experiment.sqlite"
@@ -135,8 +136,29 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE runs ADD COLUMN style TEXT NOT NULL DEFAULT 'structured';
         CREATE INDEX runs_style_group ON runs (model_label, intent_method, strategy, style, status);
     """),
+    (5, "verified success: the verdict, acceptance tests and runtime success (outcome `unverified`)", """
+        ALTER TABLE runs ADD COLUMN verdict TEXT;
+        ALTER TABLE runs ADD COLUMN accept_source TEXT;
+        ALTER TABLE runs ADD COLUMN accept_passed INTEGER;
+        ALTER TABLE runs ADD COLUMN accept_total INTEGER;
+        ALTER TABLE runs ADD COLUMN runtime_success INTEGER;
+        ALTER TABLE runs ADD COLUMN functional_success INTEGER;
+    """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def verdict_columns(run: dict[str, Any]) -> dict[str, Any]:
+    """The verdict of a run.json as columns (runs recorded before verdicts existed get it from `verified`)."""
+    verdict = run.get("verdict") or make_verdict(run.get("verified") or {})
+    accepted = verdict.get("accepted") or {}
+    acceptance = run.get("acceptance") or {}
+    return {"verdict": json.dumps(verdict, sort_keys=True),
+            "accept_source": accepted.get("source") or acceptance.get("source"),
+            "accept_passed": accepted.get("passed"), "accept_total": accepted.get("total"),
+            # runtime success: the final files deployed and answered, whatever the tests said
+            "runtime_success": int(bool(verdict.get("deployed") and verdict.get("reachable"))),
+            "functional_success": int(run.get("outcome") == "success" and functionally_verified(verdict))}
 
 
 def _now() -> str:
@@ -296,6 +318,7 @@ class Store:
             **{k: _bool(verified.get(k)) for k in ("built", "validated", "deployed", "reachable", "charted")},
             "tests_passed": verified.get("tests_passed"),
             "tests_total": verified.get("tests_total"),
+            **verdict_columns(run),
             "image": run.get("image"),
             "chart": run.get("chart"),
             **per_run,
@@ -304,7 +327,7 @@ class Store:
             "completion_tokens": sum(c["completion_tokens"] or 0 for c in call_rows),
             "llm_s": round(sum(c["duration_s"] or 0.0 for c in call_rows), 3),
             "started": run.get("created"),
-            "finished": run.get("finished") if status in ("success", "fail", "error") else None,
+            "finished": run.get("finished") if status in FINISHED else None,
             "resumed": len(run.get("resumed") or []),
             **load_columns(run, executions),
             **extra,

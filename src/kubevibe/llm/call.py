@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from kubevibe.llm.base import ChatMessage, LLMCallError, LLMRequest, LLMResponse
+from kubevibe.llm.base import ChatMessage, LLMCallError, LLMClient, LLMRequest, LLMResponse
 from kubevibe.llm.conversation import context_budget, fit_to_context
 from kubevibe.llm.parse import AnswerError, parse_answer, repeated_tail
 
@@ -37,10 +37,11 @@ def schema_for(model: type[BaseModel]) -> dict:
 
 
 def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system: str | None = None,
-        max_tokens: int | None = None, schema: dict | None = None) -> Answer[T]:
+        max_tokens: int | None = None, schema: dict | None = None, client: "LLMClient | None" = None) -> Answer[T]:
     """`schema` replaces the model's own JSON schema for constrained decoding (e.g. with tighter bounds); the
-    answer is still validated against `model`."""
+    answer is still validated against `model`. `client`: another model than the run's (the test writer's)."""
     s = ctx.settings
+    llm = client or ctx.llm
     # The conversational style sends no JSON schema and talks to the chat endpoint: a structured answer (an
     # intent spec, a judge's verdict) is then asked for by the prompt alone and parsed tolerantly.
     chatting = s.style == "conversational"
@@ -67,15 +68,15 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         "step": ctx.step,
         "stage": str(ctx.stage) if ctx.stage else None,
         "purpose": purpose,
-        "backend": ctx.llm.backend,
-        "model": ctx.llm.model,
+        "backend": llm.backend,
+        "model": llm.model,
         "request": request.model_dump(exclude={"json_schema"}),
         "schema": model.__name__,
     }
     if chatting:
         record["style"] = "conversational"
     try:
-        response = ctx.llm.chat(request) if chatting else ctx.llm.complete(request)
+        response = llm.chat(request) if chatting else llm.complete(request)
     except LLMCallError as exc:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
         ctx.rundir.append_llm(record)

@@ -105,6 +105,10 @@ class RunState(BaseModel):
     slo: dict[str, Any] | None = None  # the objectives of --slo (kubevibe.slo.SLO as data); win over extracted ones
     load_report: dict[str, Any] | None = None  # what LOAD measured (kubevibe.load.LoadReport as data)
     chart: str | None = None  # path of the packaged chart, relative to the run dir
+    # The frozen acceptance tests: {"source", "file" (relative to the run dir), "tests"} (contract 3).
+    acceptance: dict[str, Any] | None = None
+    test_writer: dict[str, Any] | None = None  # what the test writer produced: {"tests", "model"} or {"error"}
+    accept_report: dict[str, Any] | None = None  # the last ACCEPT execution's per-test results
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
     # `kubevibe refine`: {"request": the follow-up, "parent_run_id", "parent_revision"}; None for a new request.
     refine: dict[str, Any] | None = None

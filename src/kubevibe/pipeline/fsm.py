@@ -18,7 +18,8 @@ class State(StrEnum):
     VALIDATE = "VALIDATE"
     DEPLOY = "DEPLOY"
     CONNECT = "CONNECT"
-    LOAD = "LOAD"
+    ACCEPT = "ACCEPT"  # the acceptance tests against the live deployment
+    LOAD = "LOAD"  # the offered load against the live deployment, checked against the objectives
     CHART = "CHART"
     FIX = "FIX"
     REFINE = "REFINE"  # the first state of `kubevibe refine`: a follow-up change to a parent run's files
@@ -49,7 +50,8 @@ ENTRY_STATES = frozenset({START, REFINE_START})
 TERMINAL = frozenset({State.SUCCESS, State.FAIL})
 
 # The order of the main path; used for display and to pick "the earliest invalidated stage".
-PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.LOAD,
+PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.ACCEPT,
+            State.LOAD,
             State.CHART)
 
 _T = Transition
@@ -65,8 +67,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.VALIDATE, Outcome.FAILED, State.FIX),
     _T(State.DEPLOY, Outcome.OK, State.CONNECT),
     _T(State.DEPLOY, Outcome.FAILED, State.FIX),
-    _T(State.CONNECT, Outcome.OK, State.LOAD),
+    _T(State.CONNECT, Outcome.OK, State.ACCEPT),
     _T(State.CONNECT, Outcome.FAILED, State.FIX),
+    _T(State.ACCEPT, Outcome.OK, State.LOAD),
+    _T(State.ACCEPT, Outcome.FAILED, State.FIX),
     _T(State.LOAD, Outcome.OK, State.CHART),
     _T(State.LOAD, Outcome.FAILED, State.FIX),
     _T(State.CHART, Outcome.OK, State.SUCCESS),
@@ -83,7 +87,7 @@ TRANSITIONS: tuple[Transition, ...] = (
 
 # The states during which the deployment Deploy made stays alive. The runner tears it down (cleanup
 # "deployment") after any transition to a state outside this set (other than DEPLOY itself), and at every end.
-DEPLOYED_STATES: frozenset[State] = frozenset({State.CONNECT, State.LOAD})
+DEPLOYED_STATES: frozenset[State] = frozenset({State.CONNECT, State.ACCEPT, State.LOAD})
 
 # A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped
 # in a state that needs it must deploy again first.

@@ -23,6 +23,7 @@ from kubevibe.errors import KubeVibeError
 from kubevibe.pipeline.artifacts import IMAGE_INPUTS
 from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
 from kubevibe.pipeline.fsm import DEPLOYED_STATES, TERMINAL, Outcome, State, next_state
+from kubevibe.records.verdict import make_verdict, outcome_of_completed_run, unverified_reason
 from kubevibe.stages import stage_function
 
 
@@ -34,7 +35,7 @@ class Counters(BaseModel):
 
 
 class RunEnd(BaseModel):
-    outcome: str  # "success", "fail", "interrupted", "error"
+    outcome: str  # "success", "unverified", "fail", "interrupted", "error"
     final_state: str | None
     reason: str
     hint: str | None = None
@@ -59,7 +60,7 @@ class SilentReporter:
 
 # What a successful execution of a stage proves about the current files (reset when the files change).
 VERIFIED_BY = {State.BUILD: "built", State.VALIDATE: "validated", State.DEPLOY: "deployed",
-               State.CONNECT: "reachable", State.LOAD: "load", State.CHART: "charted"}
+               State.CONNECT: "reachable", State.ACCEPT: "accepted", State.LOAD: "load", State.CHART: "charted"}
 
 StageLookup = Callable[[State], Callable[[RunContext], StageResult]]
 
@@ -108,9 +109,18 @@ class Runner:
         finally:
             ctx.run_all_cleanups()
         self._checkpoint(state)
-        outcome = "success" if state == State.SUCCESS else "fail"
         last = self._last_reason()
-        return self._end(RunEnd(outcome=outcome, final_state=state, reason=last))
+        if state != State.SUCCESS:
+            return self._end(RunEnd(outcome="fail", final_state=state, reason=last))
+        # The whole pipeline passed; the word SUCCESS is kept for independent acceptance tests that all passed.
+        verdict = make_verdict(ctx.state.verified)
+        outcome = outcome_of_completed_run(verdict)
+        if outcome == "success":
+            accepted = verdict["accepted"]
+            reason = f"{accepted['passed']}/{accepted['total']} acceptance tests ({accepted['source']}) passed; {last}"
+        else:
+            reason = unverified_reason(verdict)
+        return self._end(RunEnd(outcome=outcome, final_state=state, reason=reason))
 
     def _execute(self, state: State) -> State:
         ctx, c = self.ctx, self.counters
@@ -137,7 +147,8 @@ class Runner:
                 ctx.state.verified = {**ctx.state.verified, **value}
             else:
                 setattr(ctx.state, key, value)
-        if result.outcome == Outcome.OK and state in VERIFIED_BY:
+        if result.outcome == Outcome.OK and state in VERIFIED_BY and VERIFIED_BY[state] not in result.updates.get(
+                "verified", {}):  # a stage may say it verified less (ACCEPT with no tests)
             ctx.state.verified[VERIFIED_BY[state]] = True
         if result.outcome == Outcome.FAILED:
             c.consecutive_failures += 1
@@ -150,9 +161,9 @@ class Runner:
         step_dir.mkdir(parents=True, exist_ok=True)
         _write_result(step_dir, result, duration)
         self._record_transition(state, result.outcome, target, result.summary, duration, result.metrics)
-        self.reporter.stage_finished(c.steps, state, result, duration, target)
         if target not in DEPLOYED_STATES and target != State.DEPLOY:
-            ctx.run_cleanup("deployment")  # the deployment lives only while a stage needs it
+            ctx.run_cleanup("deployment")  # the deployment lives only while a stage needs it (contract 1)
+        self.reporter.stage_finished(c.steps, state, result, duration, target)
         return target
 
     # -- limits ---------------------------------------------------------------------------------------
@@ -226,8 +237,13 @@ class Runner:
             load=self.ctx.state.load_report,
             service_file=self.ctx.state.service_file,
             stand_ins=self.ctx.state.stand_ins,
+            verdict=make_verdict(self.ctx.state.verified),
         )
         run["verdict"] = {**(run.get("verdict") or {}), "slo": _slo_verdict(self.ctx)}
+        if self.ctx.state.acceptance:
+            run["acceptance"] = self.ctx.state.acceptance
+        if self.ctx.state.test_writer:
+            run["test_writer"] = self.ctx.state.test_writer
         self.ctx.rundir.write_json("run.json", run)
         return end
 

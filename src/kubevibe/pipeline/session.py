@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -97,6 +98,15 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
         raise
     rundir = RunDir.create(settings.runs_dir, llm.model)
     state = RunState(prompt=prompt, strategy=strategy, slo=slo)
+    if settings.tests is not None:  # frozen before anything runs; a bad file stops here with exit code 2
+        from kubevibe.acceptance.sources import freeze_given_file
+
+        try:
+            state.acceptance = freeze_given_file(rundir.path, settings.tests, settings.tests_source)
+        except UsageError:
+            shutil.rmtree(rundir.path, ignore_errors=True)  # nothing ran: leave no half-made run behind
+            llm.close()
+            raise
     rundir.write_json("run.json", {
         "run_id": rundir.run_id,
         "prompt": prompt,
@@ -114,6 +124,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
         "slo": {"objectives": slo, "source": "file", "file": str(settings.slo)} if slo else None,
+        **({"acceptance": state.acceptance} if state.acceptance else {}),
     })
     ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
                      run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
@@ -123,7 +134,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
 def resume_session(path: Path, llm_override: str | None = None) -> Session:
     rundir = RunDir.open(path)
     run = rundir.read_json("run.json")
-    if run.get("outcome") in ("success", "fail"):
+    if run.get("outcome") in ("success", "unverified", "fail"):
         raise UsageError(f"Run {rundir.run_id} already ended with {run['outcome']}; only an interrupted run "
                          "(or one that stopped on an error) can be resumed.")
     if not (rundir.path / "state.json").exists():

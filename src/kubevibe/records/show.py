@@ -39,6 +39,8 @@ def run_summary(path: Path) -> dict[str, Any]:
         "verified": run.get("verified") or {},
         "service_file": run.get("service_file"),
         "stand_ins": run.get("stand_ins") or [],
+        "verdict": run.get("verdict"),
+        "acceptance": run.get("acceptance"),
         "tests_from": tests_from(run),
         "parent": run.get("parent"),
         "lineage": chain(rundir.path),  # the runs this one refines, nearest first
@@ -78,8 +80,15 @@ def verification_line(verified: dict[str, Any], tests_from: str | None = None) -
         else:
             source = tests_from.replace(":", " ")
         parts.append(f"declared tests ({source}) passed {verified.get('tests_passed', 0)} of {total}")
-    elif verified.get("reachable"):
+    elif verified.get("reachable") and not verified.get("acceptance"):
         parts.append("no declared tests")
+    acceptance = verified.get("acceptance")
+    if isinstance(acceptance, dict) and acceptance.get("total"):
+        independent = "" if acceptance.get("source") != "intent" else ", not independent"
+        parts.append(f"acceptance tests ({acceptance.get('source')}{independent}) passed "
+                     f"{acceptance.get('passed', 0)} of {acceptance['total']}")
+    elif verified.get("reachable") and verified.get("accepted") is False:
+        parts.append("no acceptance tests")
     return ", ".join(parts) if parts else "nothing verified"
 
 

@@ -18,6 +18,7 @@ STAGE_FUNCTIONS: dict[State, str] = {
     State.VALIDATE: "kubevibe.stages.validate:run",
     State.DEPLOY: "kubevibe.stages.deploy:run",
     State.CONNECT: "kubevibe.stages.connect:run",
+    State.ACCEPT: "kubevibe.stages.accept:run",
     State.LOAD: "kubevibe.stages.load:run",
     State.CHART: "kubevibe.stages.chart:run",
     State.FIX: "kubevibe.stages.fix:run",

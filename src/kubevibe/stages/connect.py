@@ -5,8 +5,8 @@
 2. With a service spec (intent method json-with-required): each test case must return its expected status and
    body; each declared endpoint that no test case covers must answer without 5xx, 404 or 405.
 Failures carry the request, the response and the container logs, and name the port when nothing answers there.
-At the end the logs are kept; the deployment stays up for the stages after Connect (the runner owns its
-lifetime, see fsm.DEPLOYED_STATES).
+At the end the logs are kept; the deployment stays up for the stages after Connect (Accept, Load: the runner
+owns its lifetime, see fsm.DEPLOYED_STATES).
 """
 
 from __future__ import annotations
@@ -359,6 +359,8 @@ def run(ctx: RunContext) -> StageResult:
             checker.check_spec(spec)
     logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
     report = checker.report
+    if checker.base is not None:
+        report["base_pod"] = checker.base[1].name  # where Accept sends its tests
     tests = report["tests"]
     passed = sum(1 for t in tests if t.get("passed"))
     if checker.failures:

@@ -24,6 +24,7 @@ from kubevibe.intent import Intent, ServiceSpec, lenient_slo
 from kubevibe.slo import SLO, extracted_slo
 from kubevibe.llm.call import ask
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.pipeline.fsm import Outcome
 from kubevibe.spec_limits import INTENT_MAX_TOKENS, limits_for, spec_schema, tidy_spec, unrelated_to_request
 
 JUDGE_THRESHOLD = 7
@@ -47,6 +48,33 @@ class JudgeVerdict(BaseModel):
 
 
 def run(ctx: RunContext) -> StageResult:
+    result = _make_intent(ctx)
+    if result.outcome == Outcome.OK and ctx.state.test_writer is None:
+        _write_acceptance_tests(ctx, result)
+    return result
+
+
+def _write_acceptance_tests(ctx: RunContext, result: StageResult) -> None:
+    """The test writer runs once, after the intent exists and before any code does (kubevibe.acceptance.writer)."""
+    from kubevibe.acceptance import writer
+
+    on, why = writer.enabled(ctx)
+    if not on:
+        result.updates["test_writer"] = {"off": why}
+        return
+    intent_before = ctx.state.intent
+    ctx.state.intent = result.updates.get("intent", intent_before)  # the writer sees the new intent
+    try:
+        record, evidence = writer.write_tests(ctx)
+    finally:
+        ctx.state.intent = intent_before  # the runner applies the updates
+    result.updates["test_writer"] = record
+    result.evidence.extend(evidence)
+    result.summary += (f"; test writer: {record['tests']} acceptance tests" if record.get("tests")
+                       else "; test writer: no usable tests")
+
+
+def _make_intent(ctx: RunContext) -> StageResult:
     method = ctx.settings.intent_method
     request = ctx.state.prompt
     if method == "none":

@@ -27,6 +27,7 @@ from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine
 
+TESTS = Path(__file__).parent / "fixtures" / "credit-card.tavern.yaml"
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
 PROMPT = "Develop a credit card validation microservice"
 BROKEN_DOCKERFILE = KNOWN_GOOD_DOCKERFILE.replace("COPY requirements.txt .", "COPY requirement.txt .")
@@ -120,7 +121,9 @@ def engine():
 
 
 def kubevibe_run(cwd: Path, *args: str, env: dict | None = None) -> tuple[int, dict]:
-    proc = subprocess.run([*KUBEVIBE, "run", PROMPT, "--intent-method", "none", "--json", *args], cwd=cwd,
+    # The user's acceptance tests make the run's SUCCESS a verified one (without them it would end unverified).
+    proc = subprocess.run([*KUBEVIBE, "run", PROMPT, "--intent-method", "none", "--json", "--tests", str(TESTS),
+                           "--no-test-writer", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "KUBEVIBE_BASE_POLICY": "offline", **(env or {})})
     assert "Traceback" not in proc.stderr, proc.stderr

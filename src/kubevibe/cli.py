@@ -328,13 +328,16 @@ def bench(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Base seed (repetition r: seed + r)")] = None,
     check_references: Annotated[bool, typer.Option("--check-references", help="Only check the suite: every "
                                 "reference passes its tests and every reference/wrong.py fails them (no model).")] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run KubeVibe-Bench: every task through the whole pipeline with its hidden acceptance tests."""
     from kubevibe.experiments import commands
 
     settings = dict(timeout=timeout, max_fix_attempts=max_fix_attempts, seed=seed)
     raise typer.Exit(commands.bench(out, suite=suite, llm=llm, model=model, repeat=repeat, workers=workers,
-                                    directory=directory, check_references=check_references, settings=settings))
+                                    directory=directory, check_references=check_references, settings=settings,
+                                    executor=executor, ray_address=ray_address))
 
 
 @app.command()

@@ -147,7 +147,8 @@ def compare(console: Console, *, a: Path, b: Path, html: Path | None) -> int:
 
 
 def bench(console: Console, *, suite: str | None, llm: str | None, model: str | None, repeat: int, workers: int,
-          directory: Path | None, check_references: bool, settings: dict[str, Any]) -> int:
+          directory: Path | None, check_references: bool, settings: dict[str, Any], executor: str | None = None,
+          ray_address: str | None = None) -> int:
     """`kubevibe bench`: the suite's tasks through the whole pipeline as an experiment, then the bench table."""
     import json
     import re
@@ -169,9 +170,11 @@ def bench(console: Console, *, suite: str | None, llm: str | None, model: str | 
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"bench-{suite_name}-{label}").strip("._-")[:80]
     plan = kb.bench_plan(tasks, name=name, llm=llm, model=model, repeat=repeat, workers=workers, settings=settings)
     plan, exp = resolve_experiment(None, plan, directory)
+    place = resolve_executor(executor, ray_address)
     counts_by_tier = ", ".join(f"{sum(1 for t in tasks if t.tier == tier)} {tier}" for tier in kb.TIERS)
     say(f"bench {suite_name}: {len(tasks)} tasks ({counts_by_tier}) × {repeat} repetitions with {label} → {exp.path}")
-    result = run_experiment(plan, exp, workers=workers, progress=say)
+    result = run_experiment(plan, exp, workers=workers, progress=say,
+                            backend=make_backend(place["executor"], place["ray_address"]))
     if result.interrupted:
         say("interrupted; run the same command again to continue (finished runs are kept).")
         return EXIT_INTERRUPTED

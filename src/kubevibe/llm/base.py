@@ -30,6 +30,9 @@ class LLMRequest(BaseModel):
     max_tokens: int | None = None
     num_ctx: int | None = None
     think: bool | None = None
+    # Seconds for the whole call (not per read): min(KUBEVIBE_LLM_TIMEOUT, what is left of TIMEOUT), set by
+    # llm.call.ask. None: the client's own llm_timeout.
+    timeout_s: float | None = Field(None, gt=0)
 
 
 class LLMResponse(BaseModel):

@@ -259,6 +259,7 @@ class EmbeddedClient(LLMClient):
         self.n_ctx = effective_ctx(num_ctx)
         self.timeout = timeout
         self._loaded: _Loaded | None = None
+        self._worker: threading.Thread | None = None  # the last llama.cpp call, possibly still running
         self._closed = False
         self._lock = threading.Lock()
 
@@ -293,9 +294,14 @@ class EmbeddedClient(LLMClient):
         n_ctx = loaded.n_ctx
         if request.num_ctx and request.num_ctx < n_ctx:
             n_ctx = effective_ctx(request.num_ctx)  # a request may ask for less, never for more than was loaded
-        body = chat_body(request, n_ctx, timeout_s=self.timeout)
+        # The whole call, prompt processing included, ends by this deadline: KUBEVIBE_LLM_TIMEOUT or what is
+        # left of the run's TIMEOUT. llama.cpp itself stops generating at t_max_predict_ms, which frees its slot.
+        deadline = min(request.timeout_s or self.timeout, self.timeout)
         started = time.monotonic()
-        result = self._call(loaded, body)
+        self._wait_for_previous(deadline)
+        left = max(0.5, deadline - (time.monotonic() - started))
+        body = chat_body(request, n_ctx, timeout_s=left)
+        result = self._call(loaded, body, left)
         duration = round(time.monotonic() - started, 3)
         if not isinstance(result, dict):
             raise LLMCallError(f"llama.cpp returned {type(result).__name__} instead of a JSON object.")
@@ -320,7 +326,18 @@ class EmbeddedClient(LLMClient):
             finish_reason=choice.get("finish_reason"),
         )
 
-    def _call(self, loaded: _Loaded, body: dict[str, Any]) -> Any:
+    def _wait_for_previous(self, seconds: float) -> None:
+        """A call that timed out on our side may still hold llama.cpp's one slot until t_max_predict_ms stops it:
+        wait for it (bounded) rather than queue behind it blindly."""
+        previous = self._worker
+        if previous is None or not previous.is_alive():
+            return
+        previous.join(seconds)
+        if previous.is_alive():
+            raise LLMCallError(f"The embedded model is still busy with an earlier call that timed out; it did not "
+                               f"finish within {seconds:.3g} s.")
+
+    def _call(self, loaded: _Loaded, body: dict[str, Any], seconds: float) -> Any:
         """The blocking llama.cpp call, in a worker thread so that a hard timeout applies to the caller too."""
         box: dict[str, Any] = {}
 
@@ -331,10 +348,12 @@ class EmbeddedClient(LLMClient):
                 box["error"] = exc
 
         worker = threading.Thread(target=work, name="kubevibe-llama-call", daemon=True)
+        self._worker = worker
         worker.start()
-        worker.join(self.timeout + 5.0)  # t_max_predict_ms normally stops it before this
+        worker.join(seconds)  # t_max_predict_ms normally stops generation by then
         if worker.is_alive():
-            raise LLMCallError(f"The embedded model did not answer within {self.timeout:.0f} s.")
+            raise LLMCallError(f"The embedded model did not answer within {seconds:.3g} s (the call's deadline: "
+                               "KUBEVIBE_LLM_TIMEOUT, or what is left of TIMEOUT).")
         if "error" in box:
             raise LLMCallError(f"llama.cpp rejected the request: {str(box['error']).strip() or 'unknown error'}")
         return box.get("result")

@@ -70,9 +70,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.FIX, Outcome.FAILED, State.FIX),
 ) + tuple(_T(s, Outcome.LIMIT, State.FAIL) for s in State if s not in TERMINAL)
 
-# A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped
-# before or during CONNECT must deploy again first.
-RESUME_REDIRECT: dict[State, State] = {State.CONNECT: State.DEPLOY}
+# The states during which the deployment Deploy created stays alive. The runner tears it down after any
+# transition into a state outside this set (other than DEPLOY itself), and whenever the run ends.
+DEPLOYED_STATES: frozenset[State] = frozenset({State.CONNECT})
+
+# A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped in a
+# deployed state must deploy again first.
+RESUME_REDIRECT: dict[State, State] = {state: State.DEPLOY for state in DEPLOYED_STATES}
 
 _NEXT: dict[tuple[State, Outcome], State] = {(t.source, t.outcome): t.target for t in TRANSITIONS}
 if len(_NEXT) != len(TRANSITIONS):  # pragma: no cover - guards edits of the table

@@ -8,14 +8,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubevibe import __version__
+from kubevibe import __version__, owner
 from kubevibe.errors import UsageError
 from kubevibe.llm.base import LLMClient
 from kubevibe.llm.resolve import LLMChoice, make_client
+from kubevibe.pipeline import signals
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
 from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
+from kubevibe.preflight import check_runs_dir
 from kubevibe.records.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
 
@@ -57,14 +59,36 @@ class Session:
             return Runner(self.ctx, self.counters, reporter).run(self.start)
         finally:
             self.ctx.llm.close()
+            self.ctx.rundir.release()
 
 
 def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
     prompt = check_prompt(prompt)
     settings = resolved.settings
     llm, choice = make_client(settings)
-    rundir = RunDir.create(settings.runs_dir, llm.model)
+    try:
+        check_runs_dir(settings.runs_dir)  # usable, with room: a run never starts only to die half-written
+    except BaseException:
+        llm.close()
+        raise
     state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm))
+    # A signal while the directory is being made is held until run.json exists: the Runner then records the
+    # interruption, so no run directory is ever left empty or half-written.
+    with signals.deferred():
+        try:
+            rundir = _create_rundir(settings, llm, prompt, state, choice, resolved)
+        except BaseException:
+            llm.close()
+            raise
+    ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
+                     run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
+    return Session(ctx, choice, START, Counters())
+
+
+def _create_rundir(settings: Settings, llm: LLMClient, prompt: str, state: RunState, choice: LLMChoice,
+                   resolved: ResolvedSettings) -> RunDir:
+    rundir = RunDir.create(settings.runs_dir, llm.model)
+    rundir.acquire()
     rundir.write_json("run.json", {
         "run_id": rundir.run_id,
         "prompt": prompt,
@@ -80,14 +104,22 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
                    "max_fix_attempts": settings.max_fix_attempts,
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
+        "owner": owner.current().model_dump(),
     })
-    ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
-                     run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
-    return Session(ctx, choice, START, Counters())
+    return rundir
 
 
 def resume_session(path: Path, llm_override: str | None = None) -> Session:
     rundir = RunDir.open(path)
+    rundir.acquire()  # refused, with one sentence, while the run's own process (or another resume) is alive
+    try:
+        return _resume(rundir, llm_override)
+    except BaseException:
+        rundir.release()
+        raise
+
+
+def _resume(rundir: RunDir, llm_override: str | None) -> Session:
     run = rundir.read_json("run.json")
     if run.get("outcome") in ("success", "fail"):
         raise UsageError(f"Run {rundir.run_id} already ended with {run['outcome']}; only an interrupted run "
@@ -95,14 +127,18 @@ def resume_session(path: Path, llm_override: str | None = None) -> Session:
     if not (rundir.path / "state.json").exists():
         raise UsageError(f"Run {rundir.run_id} has no checkpoint (state.json): it stopped before its first stage.")
     checkpoint = rundir.read_json("state.json")
-    values = dict(run["settings"])
-    if llm_override:
-        values["llm"] = llm_override
-    settings = Settings.model_validate(values)
+    try:
+        values = dict(run["settings"])
+        if llm_override:
+            values["llm"] = llm_override
+        settings = Settings.model_validate(values)
+        counters = Counters.model_validate(checkpoint["counters"])
+        state = RunState.model_validate(checkpoint["state"])
+        start = State(checkpoint["next_state"])
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise UsageError(f"Run {rundir.run_id} cannot be resumed: its run.json or state.json is damaged "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}).") from None
     llm, choice = make_client(settings)
-    counters = Counters.model_validate(checkpoint["counters"])
-    state = RunState.model_validate(checkpoint["state"])
-    start = State(checkpoint["next_state"])
     if start in TERMINAL:
         raise UsageError(f"Run {rundir.run_id} already reached {start}.")
     start = RESUME_REDIRECT.get(start, start)

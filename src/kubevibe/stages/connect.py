@@ -349,15 +349,13 @@ def run(ctx: RunContext) -> StageResult:
     info = DeploymentInfo.model_validate(ctx.state.deployment)
     spec = (ctx.state.intent or {}).get("spec")
     target = get_target(info.target)
-    try:
-        with http_client() as client:
-            checker = _Checker(ctx, info, client, target)
-            with checker.ports:
-                checker.check_ports(ctx.timeout(READY_DEADLINE_S))
-                checker.check_spec(spec)
-        logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
-    finally:
-        ctx.run_cleanup("deployment")  # after the logs are collected; Chart does not need the pods
+    # The deployment stays up after Connect: the runner tears it down when the run leaves the deployed states.
+    with http_client() as client:
+        checker = _Checker(ctx, info, client, target)
+        with checker.ports:
+            checker.check_ports(ctx.timeout(READY_DEADLINE_S))
+            checker.check_spec(spec)
+    logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
     report = checker.report
     tests = report["tests"]
     passed = sum(1 for t in tests if t.get("passed"))

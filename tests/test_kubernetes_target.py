@@ -432,7 +432,7 @@ def test_a_healthy_deploy_is_ready_and_its_objects_go_away_again(tmp_path, api):
     assert info["pods"][0]["labels"][STEP_LABEL] == "5"
     namespace = namespace_name(ctx.run_id)
     assert (ctx.stage_dir / "logs" / "credit-card-7d9c5b8f6d-r5t6y-app.log").read_text() == "Running on :5000\n"
-    ctx.run_cleanup("deployment")  # what Connect does at its end
+    ctx.run_cleanup("deployment")  # what the runner does when the pipeline leaves the deployed states
     assert api.list("apps/v1", "Deployment", namespace) == [] and api.namespaces() == [namespace]
     ctx.run_all_cleanups()  # the end of the run
     assert api.namespaces() == []
@@ -590,7 +590,10 @@ def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app
     assert ("POST", f"/api/v1/namespaces/{namespace_name(ctx.run_id)}/pods/credit-card-7d9c5b8f6d-r5t6y/portforward",
             {}) in api.requests
     assert len(api.forwarded) >= 4 and not _port_forwards()  # every check went through it; it is gone now
-    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []  # Connect's end removed them
+    # The deployment outlives Connect (DEPLOYED_STATES): the runner removes it when the pipeline moves on.
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) != []
+    ctx.run_cleanup("deployment")
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []
     ctx.run_all_cleanups()
 
 

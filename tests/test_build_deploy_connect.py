@@ -119,7 +119,9 @@ def test_known_good_files_build_deploy_and_connect(tmp_path, contexts, engine, c
     assert ctx.state.verified == {"reachable": True, "tests_passed": 3, "tests_total": 3, "endpoints_checked": 1}
     report = ctx.state.connect_report
     assert [e["path"] for e in report["endpoints"]] == ["/health"]  # /validate is covered by the test cases
-    # Connect tore the deployment down at its end, after keeping the logs.
+    # The deployment outlives Connect (fsm.DEPLOYED_STATES); the runner tears it down when the pipeline moves on.
+    assert leftovers(ctx.run_id)["pods"]
+    ctx.run_cleanup("deployment")
     assert leftovers(ctx.run_id) == NOTHING
     (log,) = (ctx.rundir.step_dir(3, State.CONNECT) / "logs").glob("*.log")
     assert "POST /validate" in log.read_text()

@@ -67,7 +67,12 @@ def handled(*, exiting: bool = False) -> Iterator[None]:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Signals arriving in the block are remembered (see `take_pending`) instead of raised."""
+    """Signals arriving in the block are remembered (see `take_pending`) instead of raised.
+
+    Only the main thread receives signals, so only its blocks count (runs in worker threads share the guard)."""
+    if not _main_thread():
+        yield
+        return
     _GUARD.defer += 1
     try:
         yield
@@ -77,6 +82,8 @@ def deferred() -> Iterator[None]:
 
 def take_pending() -> str | None:
     """The name of a signal that arrived while deferred (and forget it)."""
+    if not _main_thread():
+        return None
     name, _GUARD.pending = _GUARD.pending, None
     return name
 

@@ -98,6 +98,7 @@ def run(
 
 def _run_command(prompt: str | None, prompt_file: Path | None, flags: dict, config: Path | None, *, quiet: bool,
                  as_json: bool) -> None:
+    from kubevibe.pipeline import signals
     from kubevibe.pipeline.session import new_session
     from kubevibe.settings import export_machine_settings, resolve_settings
     from kubevibe.targets.images import destination_of
@@ -107,8 +108,10 @@ def _run_command(prompt: str | None, prompt_file: Path | None, flags: dict, conf
 
     destination_of(resolved.settings.registry, resolved.settings.target)  # a bad --registry fails now, not at Build
     export_machine_settings(resolved)
-    session = new_session(text, resolved)
-    _run_session(session, quiet=quiet, as_json=as_json)
+    # From the run directory's creation to the Runner's start a signal is held, then recorded by the Runner.
+    with signals.deferred():
+        session = new_session(text, resolved)
+        _run_session(session, quiet=quiet, as_json=as_json)
 
 
 @app.command()
@@ -122,7 +125,7 @@ def resume(
     from kubevibe.pipeline import signals
     from kubevibe.pipeline.session import resume_session
 
-    with signals.handled(exiting=True):
+    with signals.handled(exiting=True), signals.deferred():  # held until the Runner starts, then recorded
         session = resume_session(run_dir, llm_override=llm)
         _run_session(session, quiet=quiet, as_json=as_json)
 

@@ -75,7 +75,8 @@ class Runner:
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, start: State) -> RunEnd:
         state = start
-        with signals.handled():
+        # allowed(): the caller may hold signals until here (the CLI does, from the run directory's creation on).
+        with signals.handled(), signals.allowed():
             try:
                 signals.raise_pending()  # a signal while the run directory was being created
                 while state not in TERMINAL:

@@ -63,18 +63,19 @@ class Session:
 
 
 def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
+    """Call it inside `signals.deferred()` (the CLI does, up to the Runner's start): a signal then never leaves a
+    run directory empty or half-written; the Runner records it as the run's interruption instead."""
     prompt = check_prompt(prompt)
     settings = resolved.settings
-    llm, choice = make_client(settings)
-    try:
-        check_runs_dir(settings.runs_dir)  # usable, with room: a run never starts only to die half-written
-        llm.warm_up()  # before TIMEOUT's clock starts: loading a model is set-up, not the run
-    except BaseException:
-        llm.close()
-        raise
+    with signals.allowed():  # nothing exists yet: Ctrl-C during a slow model probe or load just stops
+        llm, choice = make_client(settings)
+        try:
+            check_runs_dir(settings.runs_dir)  # usable, with room: a run never starts only to die half-written
+            llm.warm_up()  # before TIMEOUT's clock starts: loading a model is set-up, not the run
+        except BaseException:
+            llm.close()
+            raise
     state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm))
-    # A signal while the directory is being made is held until run.json exists: the Runner then records the
-    # interruption, so no run directory is ever left empty or half-written.
     with signals.deferred():
         try:
             rundir = _create_rundir(settings, llm, prompt, state, choice, resolved)
@@ -139,8 +140,6 @@ def _resume(rundir: RunDir, llm_override: str | None) -> Session:
     except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise UsageError(f"Run {rundir.run_id} cannot be resumed: its run.json or state.json is damaged "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}).") from None
-    llm, choice = make_client(settings)
-    llm.warm_up()  # before the run's clock starts again
     if start in TERMINAL:
         raise UsageError(f"Run {rundir.run_id} already reached {start}.")
     start = RESUME_REDIRECT.get(start, start)
@@ -150,6 +149,13 @@ def _resume(rundir: RunDir, llm_override: str | None) -> Session:
     if remaining <= 0:
         raise UsageError(f"Run {rundir.run_id} has used its whole time limit ({settings.timeout:g}s); "
                          "nothing is left to resume.")
+    with signals.allowed():  # nothing is written yet: a signal during a slow probe or load just stops
+        llm, choice = make_client(settings)
+        try:
+            llm.warm_up()  # before the run's clock starts again
+        except BaseException:
+            llm.close()
+            raise
     run.update(outcome="running", resumed=(run.get("resumed") or []) + [
         {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(start),
          "llm": settings.llm}])

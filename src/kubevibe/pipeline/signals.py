@@ -80,6 +80,21 @@ def deferred() -> Iterator[None]:
         _GUARD.defer -= 1
 
 
+@contextmanager
+def allowed() -> Iterator[None]:
+    """Inside a deferred block: signals raise again for this block (the Runner's loop; a slow model probe before
+    anything exists that a signal could leave half-made). A signal held before stays pending: `raise_pending()`
+    delivers it where the caller can record it."""
+    if not _main_thread():
+        yield
+        return
+    depth, _GUARD.defer = _GUARD.defer, 0
+    try:
+        yield
+    finally:
+        _GUARD.defer = depth
+
+
 def take_pending() -> str | None:
     """The name of a signal that arrived while deferred (and forget it)."""
     if not _main_thread():

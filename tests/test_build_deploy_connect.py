@@ -167,6 +167,7 @@ def test_a_wrong_target_port_fails_connect_naming_the_port(tmp_path, contexts):
     assert f"GET http://{ctx.state.deployment['pods'][0]['ip']}:5001/" in evidence.detail
     assert "show it listening on port 5000" in evidence.detail
     assert "Running on http://127.0.0.1:5000" in evidence.detail  # the logs themselves
+    ctx.run_cleanup("deployment")  # what the runner does once the pipeline leaves Connect
     assert leftovers(ctx.run_id) == NOTHING
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from kubevibe.owner import owner_labels
 from helpers import KNOWN_GOOD_MANIFEST, known_good_docs
 
 from kubevibe.errors import UsageError
@@ -103,7 +105,8 @@ def test_played_manifest_avoids_host_ports_and_name_clashes_and_labels_the_pods(
     assert deployment["metadata"]["name"] == "credit-card-abc123"
     assert deployment["spec"]["replicas"] == 1
     template = deployment["spec"]["template"]
-    assert template["metadata"]["labels"] == {"app": "credit-card", RUN_LABEL: RUN_ID}
+    # The owner label names this process, so that gc removes at once what a dead process left.
+    assert template["metadata"]["labels"] == {"app": "credit-card", RUN_LABEL: RUN_ID, **owner_labels()}
     assert template["spec"]["restartPolicy"] == "Never"
     container = template["spec"]["containers"][0]
     assert container["image"] == IMAGE

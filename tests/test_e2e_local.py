@@ -16,10 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from engine_helpers import NOTHING, leftovers, podman, require_engine
+from engine_helpers import NOTHING, leftovers, require_engine
 from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST, KNOWN_GOOD_REQUIREMENTS
 
 from kubevibe.exec import run as run_command
+from kubevibe.podman_conf import podman_env
+from kubevibe.targets.base import RUN_LABEL
+from kubevibe.targets.local import label_value
 from kubevibe.llm.replay import write_replay_log
 from kubevibe.podman_conf import podman_env
 from kubevibe.tools import find_tool
@@ -85,9 +88,14 @@ class Runs:
     def cleanup(self) -> None:
         for run in (self.tmp_path / "runs").glob("*/*"):
             assert leftovers(run.name) == NOTHING, f"run {run.name} left resources behind"
-        for image in _image_names():
-            if any(run.name in image for run in (self.tmp_path / "runs").glob("*/*")):
-                podman("rmi", "--force", image)
+        # By label, best effort: other runs on this machine add and remove images meanwhile, which can fail a
+        # full listing ("image not known").
+        binary, env = str(find_tool("podman")), podman_env()
+        for run in (self.tmp_path / "runs").glob("*/*"):
+            listed = run_command([binary, "images", "-q", "--filter", f"label={RUN_LABEL}={label_value(run.name)}"],
+                                 timeout=60, env=env)
+            for image in set(listed.stdout.split()):
+                run_command([binary, "rmi", "--force", image], timeout=60, env=env)
 
 
 def _image_names() -> list[str]:

@@ -216,3 +216,26 @@ def test_close_returns_quickly_and_is_safe(client):
         extra.complete(LLMRequest(purpose="test", prompt="Hi", max_tokens=2))
     # Closing one client leaves the shared server working for the others.
     assert client.complete(LLMRequest(purpose="test", prompt="Say OK.", max_tokens=4)).text is not None
+
+
+@pytest.mark.embedded
+def test_real_model_call_ends_by_its_deadline_and_frees_the_slot(client):
+    """A call's deadline (min of KUBEVIBE_LLM_TIMEOUT and what is left of TIMEOUT) holds for the embedded model
+    too, and the call that ran out does not keep llama.cpp's one slot busy for the next one."""
+    long = LLMRequest(purpose="generate", prompt="Count from 1 to 5000, one number per line.", max_tokens=2048,
+                      temperature=0, timeout_s=1.5)
+    started = time.monotonic()
+    try:
+        client.complete(long)  # llama.cpp stops generating at t_max_predict_ms: a cut answer
+    except LLMCallError as exc:
+        assert "did not answer within" in str(exc)
+    assert time.monotonic() - started < 1.5 + 2.0
+    started = time.monotonic()
+    answer = client.complete(LLMRequest(purpose="generate", prompt="Name a city and its country.", json_schema=CITY,
+                                        max_tokens=64, temperature=0, timeout_s=240))
+    wall = time.monotonic() - started
+    assert json.loads(answer.text)["city"]
+    # Not queued behind the earlier call's generation: the wait is llama.cpp's own work for this call (its
+    # reported prompt and generation times), whatever the machine's load makes of that.
+    work = (answer.timings["prompt_ms"] + answer.timings["predicted_ms"]) / 1000
+    assert wall - work < 5, (wall, work)

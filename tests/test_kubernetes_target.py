@@ -432,7 +432,7 @@ def test_a_healthy_deploy_is_ready_and_its_objects_go_away_again(tmp_path, api):
     assert info["pods"][0]["labels"][STEP_LABEL] == "5"
     namespace = namespace_name(ctx.run_id)
     assert (ctx.stage_dir / "logs" / "credit-card-7d9c5b8f6d-r5t6y-app.log").read_text() == "Running on :5000\n"
-    ctx.run_cleanup("deployment")  # what Connect does at its end
+    ctx.run_cleanup("deployment")  # what the runner does when the pipeline leaves the deployed states
     assert api.list("apps/v1", "Deployment", namespace) == [] and api.namespaces() == [namespace]
     ctx.run_all_cleanups()  # the end of the run
     assert api.namespaces() == []

@@ -125,7 +125,7 @@ class Spec(BaseModel):
 def run_asks(tmp_path, name, llm, purposes):
     rundir = RunDir(tmp_path / name)
     rundir.path.mkdir()
-    ctx = SimpleNamespace(settings=Settings(), llm=llm, rundir=rundir, step=1, stage=None)
+    ctx = SimpleNamespace(settings=Settings(), llm=llm, rundir=rundir, step=1, stage=None, remaining=lambda: 600.0)
     return rundir, [ask(ctx, purpose, "prompt", Spec) for purpose in purposes]
 
 

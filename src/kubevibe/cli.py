@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from kubevibe import __version__
 from kubevibe.errors import KubeVibeError, UsageError
+from kubevibe.pipeline.context import Interrupted
 
 app = typer.Typer(
     name="kubevibe",
@@ -114,25 +115,36 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
 ) -> None:
     """Run the whole pipeline for one request."""
-    from kubevibe.pipeline.session import new_session
-    from kubevibe.settings import resolve_settings
+    from kubevibe.pipeline import signals
 
-    text = _read_prompt(prompt, prompt_file)
     flags = dict(llm=llm, model=model, intent_method=intent_method, ival_method=ival_method,
                  fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
-                 push=push, slo=slo, style=style)
-    flags.update(tests=tests, tests_source=tests_source, test_writer=test_writer, test_llm=test_llm,
-                 test_model=test_model)
-    resolved = resolve_settings(flags=flags, config_path=config)
+                 push=push, slo=slo, style=style, tests=tests, tests_source=tests_source, test_writer=test_writer,
+                 test_llm=test_llm, test_model=test_model)
+    with signals.handled(exiting=True):  # from here on SIGINT and SIGTERM end the run the same way, with a record
+        _run_command(prompt, prompt_file, flags, config, quiet=quiet, as_json=as_json)
+
+
+def _run_command(prompt: str | None, prompt_file: Path | None, flags: dict, config: Path | None, *, quiet: bool,
+                 as_json: bool) -> None:
+    from kubevibe.pipeline import signals
+    from kubevibe.pipeline.session import new_session
+    from kubevibe.settings import export_machine_settings, resolve_settings
     from kubevibe.targets.images import destination_of
+
+    text = _read_prompt(prompt, prompt_file)
+    resolved = resolve_settings(flags=flags, config_path=config)
 
     destination_of(resolved.settings.registry, resolved.settings.target)  # a bad --registry fails now, not at Build
     _check_push(resolved.settings.push)
-    session = new_session(text, resolved)
-    _run_session(session, quiet=quiet, as_json=as_json)
+    export_machine_settings(resolved)
+    # From the run directory's creation to the Runner's start a signal is held, then recorded by the Runner.
+    with signals.deferred():
+        session = new_session(text, resolved)
+        _run_session(session, quiet=quiet, as_json=as_json)
 
 
 @app.command()
@@ -143,10 +155,12 @@ def resume(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Continue an interrupted run from its last completed stage."""
+    from kubevibe.pipeline import signals
     from kubevibe.pipeline.session import resume_session
 
-    session = resume_session(run_dir, llm_override=llm)
-    _run_session(session, quiet=quiet, as_json=as_json)
+    with signals.handled(exiting=True), signals.deferred():  # held until the Runner starts, then recorded
+        session = resume_session(run_dir, llm_override=llm)
+        _run_session(session, quiet=quiet, as_json=as_json)
 
 
 @app.command()
@@ -498,7 +512,12 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
     if prompt is None or prompt == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError('No request given: kubevibe run "Develop a credit card validation microservice".')
-        return sys.stdin.read()
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8", "surrogateescape")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"The request on standard input is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                             f"offset {exc.start}).") from None
     return prompt
 
 
@@ -545,13 +564,16 @@ def main() -> None:
     Usage errors of the command line itself (unknown flag, bad type) are typer's: usage text and exit 2.
     """
     try:
+        from kubevibe.preflight import check_argv
+
+        check_argv(sys.argv)  # before anything is created
         app()  # standalone mode: typer turns typer.Exit and its own usage errors into exit codes
     except KubeVibeError as exc:
         err.print(f"[red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
             err.print(f"hint: {exc.hint}", highlight=False, markup=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # before a run directory existed: nothing to record
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only on request

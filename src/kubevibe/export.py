@@ -86,7 +86,7 @@ def read_run(path: Path) -> RunFacts:
     run = rundir.read_json("run.json")
     try:
         state = rundir.read_json("state.json").get("state") or {}
-    except (OSError, ValueError, AttributeError):
+    except (UsageError, AttributeError):  # no checkpoint, or a damaged one: the state is unknown
         state = {}
     good = last_good_revision(rundir)
     charts = sorted(p.parent for p in (rundir.path / "chart").glob("*/Chart.yaml") if not p.parent.is_symlink())

@@ -28,7 +28,9 @@ from typing import Any
 
 import httpx
 
+from kubevibe.engines.leftovers import BuildContainer, build_containers
 from kubevibe.exec import CommandResult, run
+from kubevibe.owner import OWNER_LABEL, label_alive
 from kubevibe.targets.base import RUN_LABEL
 from kubevibe.targets.kubernetes import (
     MANAGED_BY,
@@ -94,10 +96,10 @@ def run_outcomes(runs_dir: Path) -> dict[str, str]:
 
 
 def decide(leftover: Leftover, *, outcomes: dict[str, str], now: float, older_than: float,
-           alive: Callable[[str], bool | None] = owner_alive) -> Leftover:
+           alive: Callable[[str], bool | None] | None = None) -> Leftover:
     """Set leftover.delete and .why (see the module docstring for the rules)."""
     if leftover.owner:
-        state = alive(leftover.owner)
+        state = (alive or owner_state)(leftover.owner)
         if state is True:
             leftover.delete, leftover.why = False, f"its process is still running ({leftover.owner})"
             return leftover
@@ -141,7 +143,7 @@ def podman_pods(data: Any) -> list[Leftover]:
         if run_id:
             out.append(Leftover("podman", "pod", str(pod.get("Name") or pod.get("Id")), run_id,
                                 _podman_time(pod.get("Created")), str(pod.get("Status") or "").lower(),
-                                extra={"id": pod.get("Id")}))
+                                owner=_owner_of(pod.get("Labels")), extra={"id": pod.get("Id")}))
     return out
 
 
@@ -153,17 +155,19 @@ def podman_containers(data: Any, pod_ids: set[str]) -> list[Leftover]:
         if run_id and c.get("Pod") not in pod_ids:
             names = c.get("Names") or [c.get("Id")]
             out.append(Leftover("podman", "container", str(names[0]), run_id, _podman_time(c.get("Created")),
-                                str(c.get("State") or "").lower(), extra={"id": c.get("Id")}))
+                                str(c.get("State") or "").lower(), owner=_owner_of(c.get("Labels")),
+                                extra={"id": c.get("Id")}))
     return out
 
 
 def podman_networks(data: Any) -> list[Leftover]:
     out = []
     for net in data or []:
-        run_id = (net.get("labels") or net.get("Labels") or {}).get(RUN_LABEL)
+        labels = net.get("labels") or net.get("Labels") or {}
+        run_id = labels.get(RUN_LABEL)
         if run_id:
             out.append(Leftover("podman", "network", str(net.get("name") or net.get("Name")), run_id,
-                                _podman_time(net.get("created"))))
+                                _podman_time(net.get("created")), owner=_owner_of(labels)))
     return out
 
 
@@ -174,8 +178,24 @@ def podman_images(data: Any) -> list[Leftover]:
         if run_id:
             names = image.get("Names") or [image.get("Id")]
             out.append(Leftover("podman", "image", str(names[0]), run_id, _podman_time(image.get("Created")),
-                                extra={"id": image.get("Id"), "names": names}))
+                                owner=_owner_of(image.get("Labels")), extra={"id": image.get("Id"), "names": names}))
     return out
+
+
+def build_leftovers(containers: Iterable[BuildContainer]) -> list[Leftover]:
+    """buildah working containers an interrupted build left (marked by KubeVibe, see engines.leftovers)."""
+    return [Leftover("podman", "build-container", c.name, c.run, c.created, "storage", owner=c.owner,
+                     extra={"id": c.id}) for c in containers]
+
+
+def _owner_of(labels: Any) -> str:
+    return str((labels or {}).get(OWNER_LABEL) or "") if isinstance(labels, dict) else ""
+
+
+def owner_state(owner: str) -> bool | None:
+    """Alive? for both owner forms: a local object's label (pid.ticks.boot) and a namespace's host/pid/ticks."""
+    state = label_alive(owner)
+    return state if state is not None else owner_alive(owner)
 
 
 def cluster_namespaces(data: Any) -> list[Leftover]:
@@ -236,6 +256,7 @@ class Podman:
         pod_ids = {str(p.extra.get("id")) for p in pods}
         found = pods + podman_containers(self._json("ps", "-a", "--filter", label, "--format", "json"), pod_ids)
         found += podman_networks(self._json("network", "ls", "--filter", label, "--format", "json"))
+        found += build_leftovers(build_containers(self.binary, self.env))
         if include_images:
             found += podman_images(self._json("images", "--filter", label, "--format", "json"))
         return found
@@ -246,6 +267,7 @@ class Podman:
         ref = str(leftover.extra.get("id") or leftover.name)
         argv = {"pod": ["pod", "rm", "--force", "--ignore", "--time", "0", ref],
                 "container": ["rm", "--force", "--ignore", "--time", "0", ref],
+                "build-container": ["rm", "--force", ref],  # a storage container: removing it unmounts it
                 "network": ["network", "rm", ref],
                 "image": ["rmi", *(leftover.extra.get("names") or [ref])]}[leftover.kind]  # every name: untagged
         return run([self.binary, *argv], timeout=COMMAND_TIMEOUT_S * 2, env=self.env)
@@ -326,7 +348,7 @@ def collect(places: Iterable[tuple[str, Callable[[], list[Leftover]]]], report: 
 
 def garbage_collect(*, podman: Podman | None, cluster: Cluster | None, registry: Registry | None,
                     include_images: bool, runs_dir: Path, older_than: float, dry_run: bool,
-                    now: float | None = None, alive: Callable[[str], bool | None] = owner_alive) -> GcReport:
+                    now: float | None = None, alive: Callable[[str], bool | None] | None = None) -> GcReport:
     report = GcReport()
     places: list[tuple[str, Callable[[], list[Leftover]]]] = []
     if podman is not None:
@@ -342,7 +364,7 @@ def garbage_collect(*, podman: Podman | None, cluster: Cluster | None, registry:
         decide(leftover, outcomes=outcomes, now=moment, older_than=older_than, alive=alive)
     if dry_run:
         return report
-    order = {"pod": 0, "container": 1, "network": 2, "image": 3, "tag": 4, "namespace": 5}
+    order = {"pod": 0, "container": 1, "build-container": 1, "network": 2, "image": 3, "tag": 4, "namespace": 5}
     done_namespace_runs: set[str] = set()
     for leftover in sorted(report.leftovers, key=lambda x: order.get(x.kind, 9)):
         if not leftover.delete:
@@ -397,10 +419,14 @@ def command(say: Callable[[str], None], *, where: str, include_images: bool, dry
         say(f"skipped      {text}")
     for text in report.errors:
         say(f"error        {text}")
+    asked = (podman is not None) + (cluster is not None) + (registry is not None)
+    looked_nowhere = where == "all" and asked - len(report.skipped) <= 0
+    if looked_nowhere:  # with --target all one unreachable place is normal (no cluster); none at all is not
+        say("error        could look nowhere: neither podman nor a cluster could be asked")
     doomed = sum(1 for x in report.leftovers if x.delete)
     kept = len(report.leftovers) - doomed
     verb = "would delete" if dry_run else "deleted"
     say(f"{verb} {doomed - (0 if dry_run else len(report.errors))}, kept {kept}"
         + ("" if report.leftovers else " (nothing labelled by KubeVibe found)"))
     asked_unreachable = where != "all" and bool(report.skipped or skipped)
-    return 1 if report.errors or asked_unreachable else 0
+    return 1 if report.errors or asked_unreachable or looked_nowhere else 0

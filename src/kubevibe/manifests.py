@@ -115,7 +115,7 @@ def _type_word(value: Any) -> str:
 def dump_manifest(docs: Iterable[Mapping]) -> str:
     """Multi-document YAML, keys in their original order."""
     return yaml.safe_dump_all([dict(d) for d in docs], sort_keys=False, default_flow_style=False,
-                              width=float("inf"), explicit_start=False)
+                              width=float("inf"), explicit_start=False, allow_unicode=True)
 
 
 # --- walking ---------------------------------------------------------------------------------------------------------

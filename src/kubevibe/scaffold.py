@@ -366,7 +366,7 @@ def render_app(plan: ScaffoldPlan, bodies: dict[str, str]) -> str:
     """myapp.py from the plan and the (already indented) handler bodies."""
     description = " ".join((plan.spec.description or plan.spec.name).split())
     description = description.replace("\\", "/").replace('"""', "'''").rstrip('"') or plan.spec.name
-    handlers = [{"rule_literal": json.dumps(h.rule), "method_literal": json.dumps(h.method), "function": h.function,
+    handlers = [{"rule_literal": json.dumps(h.rule, ensure_ascii=False), "method_literal": json.dumps(h.method), "function": h.function,
                  "params": ", ".join(h.params), "body": bodies[h.function].rstrip()} for h in plan.handlers]
     return _render("myapp.py.j2", name=plan.spec.name, description=description, imports="\n".join(plan.imports),
                    support=plan.support, handlers=handlers, port=plan.spec.target_port)
@@ -428,7 +428,7 @@ def _example(plan: ScaffoldPlan, handler: HandlerPlan) -> RouteHandler:
 
 
 def _signature(method: str, rule: str, function: str, params: list[str]) -> str:
-    return f"@app.route({json.dumps(rule)}, methods=[{json.dumps(method)}])\ndef {function}({', '.join(params)}):"
+    return f"@app.route({json.dumps(rule, ensure_ascii=False)}, methods=[{json.dumps(method)}])\ndef {function}({', '.join(params)}):"
 
 
 def body_limit(plan: ScaffoldPlan, handler: HandlerPlan) -> int:

@@ -29,7 +29,7 @@ class Settings(BaseModel):
     intent_method: IntentMethod = "none"
     ival_method: Literal["none", "llm-as-a-judge"] = "none"
     fix_from_zero: bool = False
-    timeout: float = Field(1800.0, gt=0, description="seconds for the whole run")
+    timeout: float = Field(1800.0, gt=0, allow_inf_nan=False, description="seconds for the whole run")
     max_steps: int = Field(40, ge=1, description="most stage executions in one run")
     max_fix_attempts: int = Field(10, ge=0)
     max_consecutive_failures: int = Field(6, ge=1)
@@ -38,16 +38,18 @@ class Settings(BaseModel):
     builder: Literal["podman", "docker"] = "podman"
     target: Literal["local", "kubernetes"] = "local"
     runs_dir: Path = Path("runs")
-    temperature: float = Field(0.2, ge=0, le=2)
+    temperature: float = Field(0.2, ge=0, le=2, allow_inf_nan=False)
     seed: int | None = None
     num_ctx: int = Field(8192, ge=512)
     max_tokens: int = Field(4096, ge=16)
     think: bool | None = None
-    llm_timeout: float = Field(600.0, gt=0, description="seconds for one LLM call")
+    llm_timeout: float = Field(600.0, gt=0, allow_inf_nan=False, description="seconds for one LLM call (in total)")
     k8s_version: str = Field("1.33.0", pattern=r"^\d+\.\d+\.\d+$")
     allow_node_port: bool = False
-    stage_timeout: float = Field(600.0, gt=0, description="seconds for one external command of a stage")
-    ready_timeout: float = Field(180.0, gt=0, description="seconds Deploy and Connect wait for the declared port")
+    stage_timeout: float = Field(600.0, gt=0, allow_inf_nan=False,
+                                 description="seconds for one external command of a stage")
+    ready_timeout: float = Field(180.0, gt=0, allow_inf_nan=False,
+                                 description="seconds Deploy and Connect wait for the declared port")
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
@@ -66,6 +68,14 @@ class Settings(BaseModel):
                                      "default: on, except for the embedded model")
     test_llm: str | None = Field(None, description="LLM spec of the test writer; default: the generator's")
     test_model: str | None = None
+    # Machine settings read by the local infrastructure (issue 11): checked before a run starts, recorded with
+    # their source. Code below the pipeline reads them from the environment (see export_machine_settings).
+    registry_port: int = Field(5005, ge=1, le=65535, description="port of the loopback registry")
+    base_policy: Literal["auto", "offline"] = "auto"
+    debian_mirror: str | None = Field(None, pattern=r"^(https?|file)://\S+$", description="mirror for debootstrap")
+    home: Path | None = Field(None, description="KubeVibe's data directory")
+    ollama_host: str | None = Field(None, pattern=r"^(https?://)?[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?$",
+                                    description="Ollama's address for --llm auto/ollama")
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -107,7 +117,15 @@ ENV_VARS: dict[str, str] = {
     "test_writer": "KUBEVIBE_TEST_WRITER",
     "test_llm": "KUBEVIBE_TEST_LLM",
     "test_model": "KUBEVIBE_TEST_MODEL",
+    "registry_port": "KUBEVIBE_REGISTRY_PORT",
+    "base_policy": "KUBEVIBE_BASE_POLICY",
+    "debian_mirror": "KUBEVIBE_DEBIAN_MIRROR",
+    "home": "KUBEVIBE_HOME",
+    "ollama_host": "OLLAMA_HOST",
 }
+# Settings that the infrastructure code reads from the process environment (it also serves `setup`, `doctor`
+# and `gc`, which have no run settings): a value from the config file is exported there for the run.
+MACHINE_SETTINGS = ("registry_port", "base_policy", "debian_mirror", "home", "ollama_host")
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")
 
@@ -140,10 +158,14 @@ def load_config_file(path: Path | None, env: Mapping[str, str]) -> tuple[dict[st
         if explicit:
             raise UsageError(f"Config file {explicit} does not exist.")
         return {}, None
+    if candidate.is_dir():
+        raise UsageError(f"Config file {candidate} is a directory, not a TOML file.")
     try:
         data = tomllib.loads(candidate.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"Config file {candidate} is not valid TOML: {exc}.") from None
+    except OSError as exc:
+        raise UsageError(f"Config file {candidate} cannot be read: {exc.strerror or exc}.") from None
     # Accept either top-level keys or a [kubevibe] table; keys may use - or _.
     table = data.get("kubevibe", data)
     out = {}
@@ -165,6 +187,9 @@ def resolve_settings(
     file_values, file_path = load_config_file(config_path, env)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    for key, text in env.items():
+        if key in ENV_VARS.values() and _has_surrogates(text):
+            raise UsageError(f"The environment variable {key} is not valid UTF-8 text.")
     for name in Settings.model_fields:
         if flags and flags.get(name) is not None:
             values[name], sources[name] = flags[name], "flag"
@@ -197,9 +222,35 @@ def resolve_named(names: tuple[str, ...], flags: Mapping[str, Any], env: Mapping
     return ({n: getattr(resolved.settings, n) for n in names}, {n: resolved.sources[n] for n in names})
 
 
+def _has_surrogates(text: str) -> bool:
+    """Python turns bytes that are not UTF-8 (in argv or the environment) into lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def export_machine_settings(resolved: ResolvedSettings, environ: dict[str, str] | None = None) -> None:
+    """Make config-file values of MACHINE_SETTINGS visible to the infrastructure code, which reads the environment."""
+    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    for name in MACHINE_SETTINGS:
+        value = getattr(resolved.settings, name)
+        if resolved.sources.get(name, "").startswith("file:") and value is not None:
+            environ[ENV_VARS[name]] = str(value)
+
+
 def _expected(name: str, err: dict) -> str:
     if name == "intent_method":
         return "one of " + ", ".join(INTENT_METHODS)
+    if err.get("type") == "finite_number":
+        return "a finite number of seconds" if "timeout" in name else "a finite number"
+    if name == "registry_port":
+        return "a TCP port number (1-65535)"
+    if name == "debian_mirror":
+        return "an http://, https:// or file:// URL"
+    if name == "ollama_host":
+        return "HOST, HOST:PORT or http(s)://HOST:PORT"
     ctx = err.get("ctx") or {}
     if "expected" in ctx:
         return str(ctx["expected"])

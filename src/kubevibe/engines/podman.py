@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.engines.base import Builder, build_arg_flags, label_flags
+from kubevibe.engines.leftovers import marker_flags
 from kubevibe.podman_conf import podman_env
 
 # --- pure argument builders -----------------------------------------------------------------------------------------
@@ -35,6 +36,7 @@ def podman_build_argv(
         argv.append(f"--pull={pull}")
     argv += build_arg_flags(build_args)
     argv += label_flags(labels)
+    argv += marker_flags(labels)  # buildah keeps no labels on working containers: these mark them for cleanup
     argv.append(str(context_dir))
     return argv
 

@@ -42,6 +42,9 @@ class LLMRequest(BaseModel):
     max_tokens: int | None = None
     num_ctx: int | None = None
     think: bool | None = None
+    # Seconds for the whole call (not per read): min(KUBEVIBE_LLM_TIMEOUT, what is left of TIMEOUT), set by
+    # llm.call.ask. None: the client's own llm_timeout.
+    timeout_s: float | None = Field(None, gt=0)
 
 
 class LLMResponse(BaseModel):
@@ -85,6 +88,9 @@ class LLMClient(ABC):
 
     def describe(self) -> str:
         return f"{self.backend} model={self.model}"
+
+    def warm_up(self) -> None:
+        """Get ready before the run's clock starts (the embedded backend loads its model here)."""
 
     def close(self) -> None:
         """Release connections, servers, loaded models. Safe to call twice."""

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T", bound=BaseModel)
 
+# A refused answer is kept in llm.jsonl only this long (head and tail): a runaway model must not write megabytes
+# per call. Accepted answers are kept whole, because replay reproduces a run from them.
+MAX_REFUSED_CHARS = 20_000
+
+
+def cut_for_record(text: str, limit: int = MAX_REFUSED_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 3 // 4, limit // 4
+    return text[:head] + f"\n... [kubevibe: {len(text) - head - tail} of {len(text)} characters cut] ...\n" + text[-tail:]
+
 
 class Answer(BaseModel, Generic[T]):
     value: T | None = None
@@ -61,6 +72,8 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         max_tokens=max_tokens or s.max_tokens,
         num_ctx=s.num_ctx,
         think=s.think,
+        # A total deadline for the call: it never outlives the run's TIMEOUT.
+        timeout_s=max(0.5, min(s.llm_timeout, ctx.remaining())),
     )
     started = time.monotonic()
     record: dict = {
@@ -70,8 +83,9 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         "purpose": purpose,
         "backend": llm.backend,
         "model": llm.model,
-        "request": request.model_dump(exclude={"json_schema"}),
+        "request": request.model_dump(exclude={"json_schema", "timeout_s"}),
         "schema": model.__name__,
+        "deadline_s": round(request.timeout_s, 3) if request.timeout_s else None,
     }
     if chatting:
         record["style"] = "conversational"
@@ -81,6 +95,10 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
         ctx.rundir.append_llm(record)
         return Answer(error=f"The LLM call failed: {exc}")
+    except BaseException as exc:  # unreachable server, interruption, a bug: the call is still on the record
+        record.update(ok=False, error=f"{type(exc).__name__}: {exc}", duration_s=round(time.monotonic() - started, 3))
+        ctx.rundir.append_llm(record)
+        raise
     record["response"] = response.model_dump()
     try:
         value = parse_answer(response.text, model)
@@ -90,6 +108,12 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
             reason += f" The model stopped at the token limit ({request.max_tokens})"
             reason += ", repeating itself." if repeated_tail(response.text) else "."
         record.update(ok=False, error=reason)
+        if len(response.text) > MAX_REFUSED_CHARS:
+            record["response"] = {**record["response"], "text": cut_for_record(response.text),
+                                  "text_chars": len(response.text), "text_cut": True}
+            for key in ("thinking",):
+                if record["response"].get(key):
+                    record["response"][key] = cut_for_record(record["response"][key])
         ctx.rundir.append_llm(record)
         return Answer(error=reason, response=response)
     record.update(ok=True)
@@ -121,6 +145,8 @@ def ask_chat(ctx: "RunContext", purpose: str, messages: list[ChatMessage], files
         max_tokens=s.max_tokens,
         num_ctx=s.num_ctx,
         think=s.think,
+        # A total deadline for the turn: it never outlives the run's TIMEOUT.
+        timeout_s=max(0.5, min(s.llm_timeout, ctx.remaining())),
     )
     started = time.monotonic()
     record: dict = {

@@ -1,10 +1,11 @@
 """The bundled model, offline: Gemma 3 270M (GGUF, Q4_K_M) run in this process by llama.cpp through xllamacpp.
 
 How it is called: xllamacpp's `Server` is llama.cpp's own server (slots, sampling, JSON-schema constrained
-decoding through LLGuidance) behind an in-process, OpenAI-compatible chat-completions call
-(`Server.handle_chat_completions(dict) -> dict`). No HTTP round trip is needed, but the Server also always opens
-an HTTP listener; it binds to 127.0.0.1 on an ephemeral port and is locked with a random API key, so nothing
-else on the machine can use it.
+decoding through LLGuidance) loaded in this process. It always opens an HTTP listener, bound to 127.0.0.1 on an
+ephemeral port and locked with a random API key, so nothing else on the machine can use it. Calls are streamed
+chat completions over that listener rather than the in-process `handle_chat_completions`, because only a stream
+can be cancelled: a call that reaches its deadline is closed, and llama.cpp stops generating for it at once
+instead of keeping its one slot busy for the next call.
 
 Facts found by trying (xllamacpp 2026.10.11549, see tests/test_embedded.py):
 * The GGUF has no chat template in its metadata: llama.cpp falls back to ChatML (`<|im_start|>`), which Gemma
@@ -28,12 +29,15 @@ from __future__ import annotations
 
 import atexit
 import copy
+import json
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
@@ -241,6 +245,30 @@ def _load_server(path: Path, n_ctx: int) -> _Loaded:
         return loaded
 
 
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        return data
+    return {"error": {"message": f"HTTP {response.status_code}: {response.text[:200]}"}}
+
+
+def _merge_chunk(chunk: dict[str, Any], parts: list[str], out: dict[str, Any]) -> None:
+    """Add one streamed chat-completion chunk to the answer being assembled."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            parts.append(delta["content"])
+        if choice.get("finish_reason"):
+            out["finish_reason"] = choice["finish_reason"]
+    if chunk.get("usage"):
+        out["usage"] = chunk["usage"]
+    if chunk.get("timings"):
+        out["timings"] = chunk["timings"]
+
+
 def _shutdown_servers(timeout: float = 10.0) -> None:
     """At process exit: destroy the servers (joins llama.cpp's loop thread) without risking a hang on exit."""
     with _SERVERS_LOCK:
@@ -292,6 +320,9 @@ class EmbeddedClient(LLMClient):
     def describe(self) -> str:
         return f"embedded model={self.model} (llama.cpp in-process, n_ctx={self.n_ctx}, threads={N_THREADS})"
 
+    def warm_up(self) -> None:
+        self.load()
+
     def load(self) -> _Loaded:
         """Load (or reuse) the process-wide server. Called by the first complete(); tests may call it directly."""
         with self._lock:
@@ -303,16 +334,20 @@ class EmbeddedClient(LLMClient):
             return self._loaded
 
     def complete(self, request: LLMRequest) -> LLMResponse:
+        # The whole call ends by this deadline: KUBEVIBE_LLM_TIMEOUT or what is left of the run's TIMEOUT.
+        deadline = min(request.timeout_s or self.timeout, self.timeout)
+        started = time.monotonic()
+        # Loading cannot be bounded (llama.cpp holds the interpreter while it loads): a run loads the model in
+        # warm_up(), before its clock starts.
         loaded = self.load()
         n_ctx = loaded.n_ctx
         if request.num_ctx and request.num_ctx < n_ctx:
             n_ctx = effective_ctx(request.num_ctx)  # a request may ask for less, never for more than was loaded
-        body = chat_body(request, n_ctx, timeout_s=self.timeout)
-        started = time.monotonic()
-        result = self._call(loaded, body)
-        duration = round(time.monotonic() - started, 3)
-        if not isinstance(result, dict):
-            raise LLMCallError(f"llama.cpp returned {type(result).__name__} instead of a JSON object.")
+        left = max(0.5, deadline - (time.monotonic() - started))
+        body = chat_body(request, n_ctx, timeout_s=left)
+        call_started = time.monotonic()
+        result = self._stream(loaded, body, left)
+        duration = round(time.monotonic() - call_started, 3)
         if "error" in result or "choices" not in result:
             error = result.get("error", result)
             message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
@@ -340,24 +375,42 @@ class EmbeddedClient(LLMClient):
             raise LLMCallError("A chat request needs its messages.")
         return self.complete(request.model_copy(update={"json_schema": None}))
 
-    def _call(self, loaded: _Loaded, body: dict[str, Any]) -> Any:
-        """The blocking llama.cpp call, in a worker thread so that a hard timeout applies to the caller too."""
-        box: dict[str, Any] = {}
+    def _stream(self, loaded: _Loaded, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The call, streamed from the server's own loopback listener, so that it can be cut at its deadline.
 
-        def work() -> None:
-            try:
-                box["result"] = loaded.server.handle_chat_completions(body)
-            except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError for bad requests
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name="kubevibe-llama-call", daemon=True)
-        worker.start()
-        worker.join(self.timeout + 5.0)  # t_max_predict_ms normally stops it before this
-        if worker.is_alive():
-            raise LLMCallError(f"The embedded model did not answer within {self.timeout:.0f} s.")
-        if "error" in box:
-            raise LLMCallError(f"llama.cpp rejected the request: {str(box['error']).strip() or 'unknown error'}")
-        return box.get("result")
+        Why not the in-process `handle_chat_completions`: it cannot be cancelled, so a call that ran out would
+        keep llama.cpp's one slot generating for the next call. Closing a streamed response makes llama.cpp
+        cancel the task at the next token. Each token is a line, so the deadline is checked many times a second;
+        before the first token (prompt processing) the read timeout, the call's whole budget, bounds the wait.
+        """
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        deadline = time.monotonic() + seconds
+        timed_out = LLMCallError(f"The embedded model did not answer within {seconds:.3g} s (the call's deadline: "
+                                 "KUBEVIBE_LLM_TIMEOUT, or what is left of TIMEOUT).")
+        parts: list[str] = []
+        out: dict[str, Any] = {"finish_reason": None, "usage": None, "timings": None}
+        try:
+            with httpx.Client(timeout=httpx.Timeout(seconds, connect=5.0), trust_env=False) as http, http.stream(
+                    "POST", loaded.server.listening_address + "/v1/chat/completions", json=body,
+                    headers={"Authorization": f"Bearer {loaded.api_key}"}) as response:
+                if response.status_code != 200:
+                    response.read()
+                    return _error_body(response)
+                for line in response.iter_lines():
+                    if time.monotonic() > deadline:
+                        raise timed_out  # leaving the block closes the stream: llama.cpp stops this task
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    if "error" in chunk:
+                        return chunk
+                    _merge_chunk(chunk, parts, out)
+        except httpx.TimeoutException:
+            raise timed_out from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise LLMCallError(f"The embedded model's answer broke off ({type(exc).__name__}: {exc}).") from None
+        return {"choices": [{"message": {"content": "".join(parts)}, "finish_reason": out["finish_reason"]}],
+                "usage": out["usage"], "timings": out["timings"]}
 
     def close(self) -> None:
         """Detach from the server. The server itself stays loaded for the process (see the module docstring)."""

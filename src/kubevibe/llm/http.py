@@ -7,10 +7,11 @@ would only double the wait (or hammer a server that already said no).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -73,4 +74,32 @@ def status_error(status: int, body: str) -> LLMCallError:
 
 
 def timeout_error(seconds: float) -> LLMCallError:
-    return LLMCallError(f"The model did not answer within {seconds:g} s (the llm_timeout setting).")
+    return LLMCallError(f"The model did not answer within {seconds:.3g} s (the call's deadline: "
+                        "KUBEVIBE_LLM_TIMEOUT, or what is left of TIMEOUT).")
+
+
+def call_with_deadline(call: Callable[[], T], seconds: float, on_timeout: Callable[[], Exception]) -> T:
+    """Run a blocking client call, but give up after `seconds` in total, whatever the server does.
+
+    The client libraries only bound each read, so a server that never answers (or sends a byte every few
+    seconds) would hold the call, and the run, past every limit. The call runs in a daemon worker thread; at the
+    deadline the caller gets `on_timeout()` and the worker is abandoned (the client that ran it must not be used
+    again: callers make a fresh one). A signal still interrupts the wait in the main thread.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as is
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="kubevibe-llm-call", daemon=True).start()
+    if not done.wait(max(0.0, seconds)):
+        raise on_timeout()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

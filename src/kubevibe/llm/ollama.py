@@ -14,7 +14,8 @@ import ollama
 
 from kubevibe.errors import LLMUnavailable
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
-from kubevibe.llm.http import RetryPolicy, connect_timeout, status_error, timeout_error, with_connect_retries
+from kubevibe.llm.http import (RetryPolicy, call_with_deadline, connect_timeout, status_error, timeout_error,
+                               with_connect_retries)
 from kubevibe.settings import Settings
 
 DEFAULT_MODEL = "deepseek-r1:32b"  # the reference tool's default
@@ -31,7 +32,10 @@ class OllamaClient(LLMClient):
         self.base_url = base_url
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self._client = ollama.Client(host=base_url, timeout=httpx.Timeout(timeout, connect=connect_timeout(timeout)))
+        self._client = self._new_client()
+
+    def _new_client(self) -> ollama.Client:
+        return ollama.Client(host=self.base_url, timeout=httpx.Timeout(self.timeout, connect=connect_timeout(self.timeout)))
 
     @classmethod
     def from_settings(cls, target: str, settings: Settings, retry: RetryPolicy | None = None) -> "OllamaClient":
@@ -43,7 +47,7 @@ class OllamaClient(LLMClient):
         return f"ollama model={self.model} at {self.base_url}"
 
     def complete(self, request: LLMRequest) -> LLMResponse:
-        answer, duration = self._send("/api/generate", lambda: self._client.generate(
+        answer, duration = self._send("/api/generate", request, lambda client: client.generate(
             model=self.model,
             prompt=request.prompt,
             system=request.system,  # the client drops None fields from the body
@@ -59,7 +63,7 @@ class OllamaClient(LLMClient):
     def chat(self, request: LLMRequest) -> LLMResponse:
         """POST /api/chat with the conversation; no `format`: conversational answers are prose."""
         messages = [m.model_dump() for m in request.messages or []]
-        answer, duration = self._send("/api/chat", lambda: self._client.chat(
+        answer, duration = self._send("/api/chat", request, lambda client: client.chat(
             model=self.model,
             messages=messages,
             stream=False,
@@ -80,18 +84,28 @@ class OllamaClient(LLMClient):
         }
         return {k: v for k, v in options.items() if v is not None}
 
-    def _send(self, endpoint: str, call):
+    def _send(self, endpoint: str, request: LLMRequest, call):
+        """call(client) within the request's total deadline (connect failures retried inside it)."""
         unavailable = LLMUnavailable(
             f"Cannot reach the Ollama server at {self.base_url}.",
             hint="start it with `ollama serve`, or set OLLAMA_HOST / --llm",
         )
         started = time.monotonic()
+        deadline = min(request.timeout_s or self.timeout, self.timeout)
+        client = self._client
+
+        def timed_out() -> Exception:
+            # The abandoned call may still hold its connection: later calls use a fresh client.
+            self._client = self._new_client()
+            return timeout_error(deadline)
+
         try:
-            answer = with_connect_retries(call, self.retry, unavailable)
+            answer = call_with_deadline(lambda: with_connect_retries(lambda: call(client), self.retry, unavailable),
+                                        deadline, timed_out)
         except ollama.ResponseError as exc:
             raise self._response_error(exc, endpoint) from None
         except httpx.TimeoutException:  # connect timeouts were retried above; this is a slow generation
-            raise timeout_error(self.timeout) from None
+            raise timeout_error(min(deadline, self.timeout)) from None
         except httpx.HTTPError as exc:
             raise LLMCallError(
                 f"The connection to Ollama broke before the answer was complete ({type(exc).__name__})."

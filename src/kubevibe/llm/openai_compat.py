@@ -7,17 +7,62 @@ output: some reject `response_format: json_schema` and only know `json_object`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from typing import Any
 
 import openai
+from pydantic import BaseModel, Field, ValidationError
 
 from kubevibe.errors import LLMUnavailable, UsageError
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
-from kubevibe.llm.http import RetryPolicy, connect_timeout, status_error, timeout_error, with_connect_retries
+from kubevibe.llm.http import (RetryPolicy, call_with_deadline, connect_timeout, status_error, timeout_error,
+                               with_connect_retries)
 from kubevibe.settings import Settings
+
+
+class ChatMessage(BaseModel):
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChatChoice(BaseModel):
+    message: ChatMessage | None = None
+    finish_reason: str | None = None
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ChatEnvelope(BaseModel):
+    """The part of a chat completion we read, with the types the API promises (unknown keys are ignored)."""
+
+    choices: list[ChatChoice] = Field(min_length=1)
+    model: str | None = None
+    usage: ChatUsage | None = None
+    timings: dict[str, Any] | None = None
+
+
+def chat_envelope(body: bytes | str) -> ChatEnvelope:
+    """Validate a chat-completions body; a wrong one becomes one sentence naming the field and what it held."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise LLMCallError("The server's answer was not JSON, so it is not a chat completion.") from None
+    if not isinstance(data, dict):
+        raise LLMCallError(f"The server's answer was a JSON {type(data).__name__}, not a chat completion object.")
+    try:
+        return ChatEnvelope.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "the body"
+        got = json.dumps(err.get("input"), ensure_ascii=False, default=str)[:80]
+        raise LLMCallError(f"The server's answer is not a valid chat completion: {where} is {got} "
+                           f"({err['msg'].lower()}).") from None
 
 
 class OpenAIClient(LLMClient):
@@ -30,10 +75,13 @@ class OpenAIClient(LLMClient):
         self.retry = retry or RetryPolicy()
         # Set once the server rejects json_schema, so later calls do not pay for a failed request first.
         self.json_schema_rejected = False
-        self._client = openai.OpenAI(
-            base_url=base_url,
+        self._client = self._new_client()
+
+    def _new_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.base_url,
             api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # local servers ignore the key
-            timeout=openai.Timeout(timeout, connect=connect_timeout(timeout)),
+            timeout=openai.Timeout(self.timeout, connect=connect_timeout(self.timeout)),
             max_retries=0,  # connection failures are retried by our policy; nothing else should be
         )
 
@@ -96,53 +144,62 @@ class OpenAIClient(LLMClient):
         # num_ctx and think have no chat-completions equivalent: the server's own configuration decides.
 
         started = time.monotonic()
+        deadline = min(request.timeout_s or self.timeout, self.timeout)
+        client = self._client
+
+        def timed_out() -> Exception:
+            # The abandoned call may still hold its connection: later calls use a fresh client.
+            self._client = self._new_client()
+            return timeout_error(deadline)
+
         try:
-            completion = self._create(params, schema)
+            completion = call_with_deadline(lambda: self._create(client, params, schema), deadline, timed_out)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:  # connect timeouts were retried above; this is a slow generation
-            raise timeout_error(self.timeout) from None
+            raise timeout_error(min(deadline, self.timeout)) from None
         except openai.APIConnectionError:
             raise LLMCallError("The connection to the server broke before the answer was complete.") from None
         except (openai.OpenAIError, ValueError):  # ValueError: a body that is not JSON
             raise LLMCallError("The server's answer was not a valid chat completion.") from None
         duration = time.monotonic() - started
 
-        choices = getattr(completion, "choices", None)
-        if not choices:
-            raise LLMCallError("The server's answer had no choices, so it is not a chat completion.")
-        choice = choices[0]
-        usage = completion.usage
-        # llama.cpp's server adds `timings` (prompt_ms, predicted_ms, ...); the client keeps unknown fields.
-        timings = getattr(completion, "timings", None)
+        envelope = chat_envelope(completion)
+        choice = envelope.choices[0]
+        message = choice.message or ChatMessage()
+        usage = envelope.usage or ChatUsage()
         return LLMResponse(
-            text=(choice.message.content if choice.message else None) or "",
-            model=completion.model or self.model,
+            text=message.content or "",
+            model=envelope.model or self.model,
             backend=self.backend,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             duration_s=round(duration, 3),
-            timings=timings if isinstance(timings, dict) else {},
+            # llama.cpp's server adds `timings` (prompt_ms, predicted_ms, ...)
+            timings=envelope.timings if isinstance(envelope.timings, dict) else {},
             finish_reason=choice.finish_reason,
             # llama.cpp and vLLM return reasoning apart from the answer under this non-standard field
-            thinking=getattr(choice.message, "reasoning_content", None) or None,
+            thinking=message.reasoning_content or None,
         )
 
-    def _create(self, params: dict[str, Any], schema: dict[str, Any] | None) -> Any:
+    def _create(self, client: openai.OpenAI, params: dict[str, Any], schema: dict[str, Any] | None) -> Any:
         if schema is not None:
             params = {**params, "response_format": self._response_format(schema)}
         try:
-            return self._send(params)
+            return self._send(client, params)
         except openai.BadRequestError as exc:
             text = exc.response.text.lower()
             if schema is None or self.json_schema_rejected or not ("response_format" in text or "json_schema" in text):
                 raise
             self.json_schema_rejected = True
-            return self._send({**params, "response_format": {"type": "json_object"}})
+            return self._send(client, {**params, "response_format": {"type": "json_object"}})
 
-    def _send(self, params: dict[str, Any]) -> Any:
-        return with_connect_retries(lambda: self._client.chat.completions.create(**params), self.retry,
-                                    self._unavailable())
+    def _send(self, client: openai.OpenAI, params: dict[str, Any]) -> Any:
+        # The raw body: the client's own parsing does not check types, and a wrongly typed field would surface
+        # later as an AttributeError far from its cause. `chat_envelope` validates it instead.
+        raw = with_connect_retries(lambda: client.chat.completions.with_raw_response.create(**params), self.retry,
+                                   self._unavailable())
+        return raw.http_response.content
 
     def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
         if self.json_schema_rejected:

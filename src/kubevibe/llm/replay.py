@@ -119,6 +119,9 @@ class ReplayClient(LLMClient):
             if "error" in record:
                 raise LLMCallError(str(record["error"]))
             raise LLMCallError(f"Replay record {self.used} has neither a response nor an error.")
+        if record["response"].get("text_cut"):
+            # Only refused answers are stored cut: replay the refusal, not a shortened text that might parse.
+            raise LLMCallError(f"The recorded answer was refused: {record.get('error') or 'it was unusable'}")
         try:
             response = LLMResponse.model_validate(record["response"])
         except ValueError:

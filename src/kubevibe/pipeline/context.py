@@ -191,22 +191,27 @@ class RunContext:
             return key in self._cleanups
 
     def run_cleanup(self, key: str) -> None:
+        """Run one cleanup. It stays registered until it has succeeded: a failed or interrupted teardown is
+        tried again by the next cleanup (at the latest at the end of the run)."""
         with self._lock:
-            fn = self._cleanups.pop(key, None)
-        if fn is not None:
-            fn()
+            fn = self._cleanups.get(key)
+        if fn is None:
+            return
+        fn()
+        with self._lock:
+            if self._cleanups.get(key) is fn:
+                del self._cleanups[key]
 
     def run_all_cleanups(self) -> list[str]:
-        """Run every registered cleanup, newest first; return the errors (a failing cleanup never hides others)."""
+        """Run every registered cleanup, newest first; return the errors (a failing cleanup never hides others).
+
+        A cleanup that fails stays registered, so a later call (or a resumed run's Deploy) may try again."""
         errors = []
-        while True:
-            with self._lock:
-                if not self._cleanups:
-                    break
-                key = next(reversed(self._cleanups))
-                fn = self._cleanups.pop(key)
+        with self._lock:
+            keys = list(reversed(self._cleanups))
+        for key in keys:
             try:
-                fn()
+                self.run_cleanup(key)
             except Exception as exc:  # noqa: BLE001 - report every cleanup failure, keep cleaning
                 errors.append(f"cleanup {key}: {exc}")
         return errors

@@ -130,7 +130,7 @@ def _with_setting(resolved: ResolvedSettings, name: str, value: Any, source: str
 def _parent_state(parent: RunDir) -> dict[str, Any]:
     try:
         return parent.read_json("state.json").get("state") or {}
-    except (OSError, ValueError, AttributeError):
+    except (UsageError, AttributeError):  # no checkpoint, or a damaged one: the parent's state is unknown
         return {}
 
 

@@ -8,19 +8,18 @@ cleanup the stages registered runs and run.json says how it ended.
 
 from __future__ import annotations
 
-import signal
-import threading
+import errno
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from kubevibe.errors import KubeVibeError
 from kubevibe.pipeline.artifacts import IMAGE_INPUTS
+from kubevibe.pipeline import signals
 from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
 from kubevibe.pipeline.fsm import DEPLOYED_STATES, TERMINAL, Outcome, State, next_state
 from kubevibe.records.verdict import make_verdict, outcome_of_completed_run, unverified_reason
@@ -77,50 +76,96 @@ class Runner:
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, start: State) -> RunEnd:
         state = start
-        ctx = self.ctx
-        try:
-            with _signals_raise_interrupted():
+        # allowed(): the caller may hold signals until here (the CLI does, from the run directory's creation on).
+        with signals.handled(), signals.allowed():
+            try:
+                signals.raise_pending()  # a signal while the run directory was being created
                 while state not in TERMINAL:
                     limit = self._limit_reached(state)
                     if limit:
                         self._record_transition(state, Outcome.LIMIT, State.FAIL, limit, 0.0)
                         self._checkpoint(State.FAIL)
-                        return self._end(RunEnd(outcome="fail", final_state=State.FAIL, reason=limit))
+                        return self._finish(State.FAIL, RunEnd(outcome="fail", final_state=State.FAIL, reason=limit))
                     state = self._execute(state)
                     self._checkpoint(state)
-        except Interrupted:
-            errors = ctx.run_all_cleanups()
-            self._record_stop(state, "interrupted", "interrupted by a signal", errors)
-            self._checkpoint(state)  # resume re-runs the interrupted stage
-            return self._end(RunEnd(outcome="interrupted", final_state=None,
-                                    reason=f"interrupted during {state}; `kubevibe resume` continues it"))
-        except KubeVibeError as exc:
-            errors = ctx.run_all_cleanups()
-            self._record_stop(state, "error", exc.message, errors)
-            self._checkpoint(state)
-            return self._end(RunEnd(outcome="error", final_state=None, reason=exc.message, hint=exc.hint))
-        except Exception as exc:  # a bug in KubeVibe: keep the traceback in the run, end cleanly
-            errors = ctx.run_all_cleanups()
-            (ctx.rundir.path / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-            self._record_stop(state, "error", f"internal error: {exc!r}", errors)
-            self._checkpoint(state)
-            return self._end(RunEnd(outcome="error", final_state=None,
-                                    reason=f"internal error in {state}: {exc!r} (traceback in error.txt)"))
-        finally:
-            ctx.run_all_cleanups()
-        self._checkpoint(state)
+                    self._leave_deployment(state)
+            except Interrupted as exc:
+                return self._stopped(state, "interrupted", f"interrupted by {exc.args[0] if exc.args else 'a signal'}",
+                                     RunEnd(outcome="interrupted", final_state=None,
+                                            reason=f"interrupted during {state}; `kubevibe resume` continues it"))
+            except KubeVibeError as exc:
+                return self._stopped(state, "error", exc.message,
+                                     RunEnd(outcome="error", final_state=None, reason=exc.message, hint=exc.hint))
+            except OSError as exc:  # the disk filled up, the run directory went away, ...: one sentence, not a bug
+                if exc.errno == errno.ENOSPC:
+                    self.ctx.rundir.free_reserve()  # the room set aside at the start, for exactly this record
+                reason = f"{exc.filename or 'a file'} could not be written: {os_cause(exc)}"
+                return self._stopped(state, "error", reason, RunEnd(
+                    outcome="error", final_state=None, reason=reason, hint="free space (or fix the path), then "
+                    "`kubevibe resume` continues the run"))
+            except Exception as exc:  # a bug in KubeVibe: keep the traceback in the run, end cleanly
+                with signals.deferred():
+                    _write_quietly(self.ctx.rundir.path / "error.txt", traceback.format_exc())
+                return self._stopped(state, "error", f"internal error: {exc!r}", RunEnd(
+                    outcome="error", final_state=None,
+                    reason=f"internal error in {state}: {exc!r} (traceback in error.txt)"))
+            return self._finish(state, self._completed(state))
+
+    def _completed(self, state: State) -> RunEnd:
+        """How a run that reached a terminal state ended. The pipeline passing is not enough for SUCCESS: that
+        word is kept for independent acceptance tests that all passed (otherwise: unverified)."""
         last = self._last_reason()
         if state != State.SUCCESS:
-            return self._end(RunEnd(outcome="fail", final_state=state, reason=last))
-        # The whole pipeline passed; the word SUCCESS is kept for independent acceptance tests that all passed.
-        verdict = make_verdict(ctx.state.verified)
+            return RunEnd(outcome="fail", final_state=state, reason=last)
+        verdict = make_verdict(self.ctx.state.verified)
         outcome = outcome_of_completed_run(verdict)
         if outcome == "success":
             accepted = verdict["accepted"]
             reason = f"{accepted['passed']}/{accepted['total']} acceptance tests ({accepted['source']}) passed; {last}"
         else:
             reason = unverified_reason(verdict)
-        return self._end(RunEnd(outcome=outcome, final_state=state, reason=reason))
+        return RunEnd(outcome=outcome, final_state=state, reason=reason)
+
+    def _leave_deployment(self, state: State) -> None:
+        """The deployment lives only through DEPLOYED_STATES: tear it down once the pipeline moves elsewhere."""
+        if state in DEPLOYED_STATES or state == State.DEPLOY or not self.ctx.has_cleanup("deployment"):
+            return
+        with signals.deferred():  # a teardown is never cut half-way; the signal is raised right after it
+            self.ctx.run_cleanup("deployment")
+        signals.raise_pending()
+
+    def _stopped(self, state: State, result: str, reason: str, end: RunEnd) -> RunEnd:
+        """The run stops before a terminal state: clean up, say why in events.jsonl, keep a checkpoint."""
+        with signals.deferred():
+            errors = self.ctx.run_all_cleanups()
+            # Each write on its own: with a full disk the last event may fail while run.json still fits.
+            _best_effort(lambda: self._record_stop(state, result, reason, errors))
+            _best_effort(lambda: self._checkpoint(state))  # resume re-runs the stage that was stopped
+            try:
+                return self._end(end)
+            except OSError as exc:
+                raise KubeVibeError(f"The run stopped ({end.reason}), and its record "
+                                    f"{self.ctx.rundir.path / 'run.json'} could not be finished: {os_cause(exc)}.",
+                                    hint="free space, then `kubevibe resume` continues the run") from None
+
+    def _finish(self, state: State, end: RunEnd) -> RunEnd:
+        with signals.deferred():
+            errors = self.ctx.run_all_cleanups()
+            if errors:
+                self._record_stop(state, "cleanup-failed", "; ".join(errors), errors)
+            late = signals.take_pending()
+            if late:
+                self.ctx.rundir.append_event({"time": _now(), "step": self.counters.steps, "from": str(state),
+                                              "to": None, "result": "signal", "duration_s": 0.0,
+                                              "reason": f"{late} arrived during the final cleanup, which finished"})
+            _best_effort(lambda: self._checkpoint(state))
+            try:
+                return self._end(end)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                self.ctx.rundir.free_reserve()
+                return self._end(end)
 
     def _execute(self, state: State) -> State:
         ctx, c = self.ctx, self.counters
@@ -161,8 +206,6 @@ class Runner:
         step_dir.mkdir(parents=True, exist_ok=True)
         _write_result(step_dir, result, duration)
         self._record_transition(state, result.outcome, target, result.summary, duration, result.metrics)
-        if target not in DEPLOYED_STATES and target != State.DEPLOY:
-            ctx.run_cleanup("deployment")  # the deployment lives only while a stage needs it (contract 1)
         self.reporter.stage_finished(c.steps, state, result, duration, target)
         return target
 
@@ -268,19 +311,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-@contextmanager
-def _signals_raise_interrupted() -> Iterator[None]:
-    """SIGINT and SIGTERM become `Interrupted` in the main thread, so cleanups run (outside it: untouched)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def os_cause(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full (no space left on device)"
+    return (exc.strerror or str(exc)).lower()
 
-    def handler(signum, frame):  # noqa: ARG001
-        raise Interrupted(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _best_effort(write: Callable[[], None]) -> None:
     try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        write()
+    except OSError:
+        pass
+
+
+def _write_quietly(path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError:  # the record's end matters more than the traceback file
+        pass

@@ -9,14 +9,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubevibe import __version__
+from kubevibe import __version__, owner
 from kubevibe.errors import UsageError
 from kubevibe.llm.base import LLMClient
 from kubevibe.llm.resolve import LLMChoice, make_client
+from kubevibe.pipeline import signals
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
 from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
+from kubevibe.preflight import check_runs_dir
 from kubevibe.records.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
 from kubevibe.slo import load_slo_file
@@ -75,29 +77,48 @@ class Session:
     def run(self, reporter: Reporter | None = None) -> RunEnd:
         try:
             end = Runner(self.ctx, self.counters, reporter).run(self.start)
+            if self.ctx.settings.push and end.outcome in PUSHED_OUTCOMES:
+                from kubevibe.publish import record_push
+
+                end = record_push(self.ctx, end)  # still the run directory's owner: it writes run.json
+            return end
         finally:
             self.ctx.llm.close()
-        if self.ctx.settings.push and end.outcome in PUSHED_OUTCOMES:
-            from kubevibe.publish import record_push
-
-            end = record_push(self.ctx, end)
-        return end
+            self.ctx.rundir.release()
 
 
 def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
+    """Call it inside `signals.deferred()` (the CLI does, up to the Runner's start): a signal then never leaves a
+    run directory empty or half-written; the Runner records it as the run's interruption instead."""
     prompt = check_prompt(prompt)
     settings = resolved.settings
     # A bad SLO file is bad input: it stops the run before anything is created (exit 2).
     slo = load_slo_file(settings.slo).model_dump(mode="json") if settings.slo else None
-    llm, choice = make_client(settings)
-    settings, resolved = _replayed_style(settings, resolved, llm)
-    try:
-        strategy = resolve_strategy(settings, llm)
-    except UsageError:
-        llm.close()
-        raise
-    rundir = RunDir.create(settings.runs_dir, llm.model)
+    with signals.allowed():  # nothing exists yet: Ctrl-C during a slow model probe or load just stops
+        llm, choice = make_client(settings)
+        try:
+            settings, resolved = _replayed_style(settings, resolved, llm)
+            strategy = resolve_strategy(settings, llm)
+            check_runs_dir(settings.runs_dir)  # usable, with room: a run never starts only to die half-written
+            llm.warm_up()  # before TIMEOUT's clock starts: loading a model is set-up, not the run
+        except BaseException:
+            llm.close()
+            raise
     state = RunState(prompt=prompt, strategy=strategy, slo=slo)
+    with signals.deferred():
+        try:
+            rundir = _create_rundir(settings, llm, prompt, state, choice, resolved)
+        except BaseException:
+            llm.close()
+            raise
+    ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
+                     run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
+    return Session(ctx, choice, START, Counters())
+
+
+def _create_rundir(settings: Settings, llm: LLMClient, prompt: str, state: RunState, choice: LLMChoice,
+                   resolved: ResolvedSettings) -> RunDir:
+    rundir = RunDir.create(settings.runs_dir, llm.model)
     if settings.tests is not None:  # frozen before anything runs; a bad file stops here with exit code 2
         from kubevibe.acceptance.sources import freeze_given_file
 
@@ -105,8 +126,8 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
             state.acceptance = freeze_given_file(rundir.path, settings.tests, settings.tests_source)
         except UsageError:
             shutil.rmtree(rundir.path, ignore_errors=True)  # nothing ran: leave no half-made run behind
-            llm.close()
             raise
+    rundir.acquire()
     rundir.write_json("run.json", {
         "run_id": rundir.run_id,
         "prompt": prompt,
@@ -123,16 +144,24 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
                    "max_fix_attempts": settings.max_fix_attempts,
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
-        "slo": {"objectives": slo, "source": "file", "file": str(settings.slo)} if slo else None,
+        "slo": {"objectives": state.slo, "source": "file", "file": str(settings.slo)} if state.slo else None,
         **({"acceptance": state.acceptance} if state.acceptance else {}),
+        "owner": owner.current().model_dump(),
     })
-    ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
-                     run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
-    return Session(ctx, choice, START, Counters())
+    return rundir
 
 
 def resume_session(path: Path, llm_override: str | None = None) -> Session:
     rundir = RunDir.open(path)
+    rundir.acquire()  # refused, with one sentence, while the run's own process (or another resume) is alive
+    try:
+        return _resume(rundir, llm_override)
+    except BaseException:
+        rundir.release()
+        raise
+
+
+def _resume(rundir: RunDir, llm_override: str | None) -> Session:
     run = rundir.read_json("run.json")
     if run.get("outcome") in ("success", "unverified", "fail"):
         raise UsageError(f"Run {rundir.run_id} already ended with {run['outcome']}; only an interrupted run "
@@ -140,14 +169,17 @@ def resume_session(path: Path, llm_override: str | None = None) -> Session:
     if not (rundir.path / "state.json").exists():
         raise UsageError(f"Run {rundir.run_id} has no checkpoint (state.json): it stopped before its first stage.")
     checkpoint = rundir.read_json("state.json")
-    values = dict(run["settings"])
-    if llm_override:
-        values["llm"] = llm_override
-    settings = Settings.model_validate(values)
-    llm, choice = make_client(settings)
-    counters = Counters.model_validate(checkpoint["counters"])
-    state = RunState.model_validate(checkpoint["state"])
-    start = State(checkpoint["next_state"])
+    try:
+        values = dict(run["settings"])
+        if llm_override:
+            values["llm"] = llm_override
+        settings = Settings.model_validate(values)
+        counters = Counters.model_validate(checkpoint["counters"])
+        state = RunState.model_validate(checkpoint["state"])
+        start = State(checkpoint["next_state"])
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise UsageError(f"Run {rundir.run_id} cannot be resumed: its run.json or state.json is damaged "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}).") from None
     if start in TERMINAL:
         raise UsageError(f"Run {rundir.run_id} already reached {start}.")
     start = RESUME_REDIRECT.get(start, start)
@@ -157,6 +189,13 @@ def resume_session(path: Path, llm_override: str | None = None) -> Session:
     if remaining <= 0:
         raise UsageError(f"Run {rundir.run_id} has used its whole time limit ({settings.timeout:g}s); "
                          "nothing is left to resume.")
+    with signals.allowed():  # nothing is written yet: a signal during a slow probe or load just stops
+        llm, choice = make_client(settings)
+        try:
+            llm.warm_up()  # before the run's clock starts again
+        except BaseException:
+            llm.close()
+            raise
     run.update(outcome="running", resumed=(run.get("resumed") or []) + [
         {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(start),
          "llm": settings.llm}])

@@ -12,6 +12,7 @@ Layout:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -41,6 +42,7 @@ class RunDir:
         # Absolute, because stages run commands with other working directories (a relative path breaks there).
         self.path = Path(path).absolute()
         self._lock = threading.Lock()
+        self._owner_fd: int | None = None
 
     # -- creation -------------------------------------------------------------------------------------
     @classmethod
@@ -55,7 +57,9 @@ class RunDir:
                 path.mkdir()  # atomic: two runs can never share a directory
             except FileExistsError:
                 continue
-            return cls(path)
+            made = cls(path)
+            made.reserve_space()
+            return made
         raise RuntimeError(f"could not create a unique run directory under {parent}")
 
     @classmethod
@@ -63,6 +67,60 @@ class RunDir:
         if not (path / "run.json").is_file():
             raise UsageError(f"{path} is not a KubeVibe run directory (no run.json).")
         return cls(path)
+
+    # -- ownership ------------------------------------------------------------------------------------
+    LOCK_FILE = "owner.lock"
+
+    def acquire(self) -> None:
+        """Become the one process that writes this run directory, until `release()` or this process ends.
+
+        An flock on owner.lock: the kernel drops it when the process dies (even by kill -9), so a stale lock
+        never blocks a resume. The file also says who holds it (pid, start time, boot id) for the message.
+        """
+        from kubevibe import owner
+
+        fd = os.open(self.path / self.LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._lock_holder(fd)
+            os.close(fd)
+            who = f"process {holder['pid']}" if holder.get("pid") else "another process"
+            raise UsageError(f"Run {self.run_id} is in use by {who}, which is still running; wait until it ends "
+                             "(or stop it) before resuming it.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(owner.current().model_dump()) + "\n").encode(), 0)
+        self._owner_fd = fd
+
+    RESERVE_FILE = ".reserve"
+    RESERVE_BYTES = 256 * 1024
+
+    def reserve_space(self) -> None:
+        """Set aside room for the end of the record: if the disk fills up during the run, `free_reserve()`
+        gives it back so that run.json can still say how the run ended."""
+        try:
+            with open(self.path / self.RESERVE_FILE, "wb") as fh:
+                fh.write(b"\0" * self.RESERVE_BYTES)
+        except OSError:
+            (self.path / self.RESERVE_FILE).unlink(missing_ok=True)
+            raise
+
+    def free_reserve(self) -> None:
+        (self.path / self.RESERVE_FILE).unlink(missing_ok=True)
+
+    def release(self) -> None:
+        self.free_reserve()
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)  # closing drops the flock
+            self._owner_fd = None
+
+    @staticmethod
+    def _lock_holder(fd: int) -> dict[str, Any]:
+        try:
+            data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
 
     @property
     def run_id(self) -> str:
@@ -109,7 +167,18 @@ class RunDir:
 
     # -- readers --------------------------------------------------------------------------------------
     def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+        path = self.path / name
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"{path} does not exist.") from None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise UsageError(f"{path} is damaged: it is not valid JSON ({str(exc).splitlines()[0][:100]}).") from None
+        except OSError as exc:
+            raise UsageError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path} is damaged: it holds a JSON {type(data).__name__}, not an object.")
+        return data
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
         path = self.path / name

@@ -19,6 +19,7 @@ from typing import Any
 from kubevibe.baseimages import DEFAULT_STAND_IN, choose_stand_in
 from kubevibe.buildcontext import service_file
 from kubevibe.engines import get_builder, map_base_image
+from kubevibe.engines.leftovers import remove_build_containers
 from kubevibe.errors import KubeVibeError
 from kubevibe.localinfra import ensure_stand_in
 from kubevibe.manifests import (
@@ -28,6 +29,7 @@ from kubevibe.manifests import (
     load_manifest,
     name_of,
 )
+from kubevibe.owner import owner_labels
 from kubevibe.pipeline.artifacts import CODE, DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import images
@@ -111,9 +113,16 @@ def run(ctx: RunContext) -> StageResult:
     registry = destination.registry
     tag = image_tag(registry, service_name(ctx.state.intent, ctx.artifacts.get(MANIFEST)), ctx.run_id, ctx.step)
     started = time.monotonic()
+    run_label = label_value(ctx.run_id)
+    if builder.name == "podman":
+        # An interrupted or timed-out build leaves buildah working containers: removed right after the build, or
+        # by the runner's cleanups when a signal stops the run during it.
+        log_file = ctx.log_file
+        ctx.add_cleanup("build", lambda: remove_build_containers(builder.binary, builder.env(), run_label, log_file))
     built = builder.build(context_dir, tag, timeout=ctx.timeout(ctx.settings.stage_timeout), log_file=ctx.log_file,
-                          labels={RUN_LABEL: label_value(ctx.run_id)})  # so `kubevibe gc --images` can find it
+                          labels={RUN_LABEL: run_label, **owner_labels()})  # so `kubevibe gc` can find it
     build_s = time.monotonic() - started
+    ctx.run_cleanup("build")
     updates: dict[str, Any] = {"image_mappings": mappings} if mappings else {}
     updates["service_file"] = code_path
     stand_ins = [{"kind": "base-image", "detail": _stand_in_detail(m)} for m in mappings if m.get("to")]

@@ -346,7 +346,7 @@ class _ChartDumper(yaml.SafeDumper):
 
 def _dump(value: Any) -> str:
     return yaml.dump(value, Dumper=_ChartDumper, sort_keys=False, default_flow_style=False,
-                     width=float("inf")).rstrip("\n")
+                     width=float("inf"), allow_unicode=True).rstrip("\n")
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -377,8 +377,10 @@ def _jinja_env() -> jinja2.Environment:
     )
     env.filters["yaml"] = lambda value, spaces=0: _indent(_dump(value), spaces)
     env.filters["tpl_yaml"] = lambda value, spaces=0: _indent(_tpl(_dump(value)), spaces)
-    env.filters["scalar"] = lambda value: json.dumps(value)
-    env.filters["tpl_scalar"] = lambda value: _escape_helm(json.dumps(value))
+    # ensure_ascii=False: JSON's \ud83d\ude00 escapes of a non-BMP character (an emoji in the request) are
+    # surrogates to YAML, which Helm refuses; the character itself is valid YAML.
+    env.filters["scalar"] = lambda value: json.dumps(value, ensure_ascii=False)
+    env.filters["tpl_scalar"] = lambda value: _escape_helm(json.dumps(value, ensure_ascii=False))
     env.filters["tpl_text"] = lambda value: _escape_helm(str(value))
     return env
 

@@ -43,6 +43,7 @@ from kubevibe.manifests import (
     set_image,
     workloads,
 )
+from kubevibe.owner import OWNER_LABEL, owner_labels
 from kubevibe.pipeline.context import Evidence
 from kubevibe.podman_conf import podman_env
 from kubevibe.targets.base import (
@@ -131,6 +132,7 @@ def _adapt_workload(doc: dict[str, Any], token: str, label: str, notes: list[str
     if not isinstance(metadata.get("labels"), dict):
         metadata["labels"] = {}
     metadata["labels"][RUN_LABEL] = label
+    metadata["labels"].update(owner_labels())  # gc removes at once what a dead process left
     pod_spec = template.setdefault("spec", {})
     pod_spec["restartPolicy"] = "Never"
     if pod_spec.pop("hostNetwork", None):
@@ -332,7 +334,9 @@ class LocalTarget(Target):
         # removes the previous Deploy of this run, and leftovers of a crashed process with this run id.
         ctx.add_cleanup("deployment", lambda: self._teardown(run_id, played_file, log_file))
         self._teardown(run_id, None, log_file)
-        created = self._run(["network", "create", "--label", f"{RUN_LABEL}={label_value(run_id)}", network], log_file)
+        owner = owner_labels()[OWNER_LABEL]
+        created = self._run(["network", "create", "--label", f"{RUN_LABEL}={label_value(run_id)}",
+                             "--label", f"{OWNER_LABEL}={owner}", network], log_file)
         created.check(hint="podman could not create a network; see `podman network ls`.")
         play = self._run(["kube", "play", "--network", network, "--tls-verify=false", str(played_file)],
                          log_file, timeout=ctx.timeout(PLAY_TIMEOUT_S))  # fmt: skip

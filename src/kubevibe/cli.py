@@ -51,6 +51,9 @@ KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="kub
 ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig context for the kubernetes target  "
                                                    "[env KUBEVIBE_CONTEXT]")]
 
+PolicyOpt = Annotated[Optional[str], typer.Option("--policy", help="Pod Security Standards level the manifests must "
+                                                  "meet: baseline or restricted  [env KUBEVIBE_POLICY]")]
+
 
 @app.command()
 def run(
@@ -79,6 +82,7 @@ def run(
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
+    policy: PolicyOpt = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
@@ -92,7 +96,8 @@ def run(
                  fix_from_zero=fix_from_zero, timeout=timeout, max_steps=max_steps,
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
-                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry)
+                 allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
+                 policy=policy)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 

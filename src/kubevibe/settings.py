@@ -50,6 +50,8 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
+    # Issue 9: the Pod Security Standards level manifests must meet (KubeVibe's own rules apply on top).
+    policy: Literal["baseline", "restricted"] = "baseline"
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -80,6 +82,7 @@ ENV_VARS: dict[str, str] = {
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
+    "policy": "KUBEVIBE_POLICY",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")

@@ -80,10 +80,19 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
                    "max_fix_attempts": settings.max_fix_attempts,
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
+        "policy": policy_record(settings.policy),
     })
     ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
                      run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)
     return Session(ctx, choice, START, Counters())
+
+
+def policy_record(level: str) -> dict[str, str]:
+    """What the manifests were held to (issue 9): the Pod Security Standards level and policy version."""
+    from kubevibe.policy.podsecurity import LATEST
+
+    return {"level": level, "standard": "Pod Security Standards", "version": f"v{LATEST[0]}.{LATEST[1]}",
+            "own_rules": "kubevibe"}
 
 
 def resume_session(path: Path, llm_override: str | None = None) -> Session:

@@ -908,7 +908,7 @@ class KubernetesTarget(Target):
     def server_validate(self, ctx: "RunContext", docs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         """`kubectl apply --server-side --dry-run=server` of what Deploy will apply, into the run's namespace:
         admission (PodSecurity, quotas, webhooks), defaulting and the cluster's own schema. (findings, notes)."""
-        if policy.check(docs, allow_node_port=ctx.settings.allow_node_port):
+        if policy.check(docs, allow_node_port=ctx.settings.allow_node_port, level=ctx.settings.policy):
             return [], []  # refused offline already; nothing refused goes to the cluster, not even as a dry run
         applied, _ = applied_manifest(docs, ctx.state.image, ctx.run_id, ctx.step,
                                       image_preloaded=_image_preloaded(ctx))
@@ -1071,7 +1071,7 @@ class PortForward:
 
 def _refuse_unsafe(docs: list[dict[str, Any]], ctx: "RunContext") -> None:
     """The safety policy again, right before anything reaches the cluster (a resumed run may bring changed files)."""
-    findings = policy.check(docs, allow_node_port=ctx.settings.allow_node_port)
+    findings = policy.check(docs, allow_node_port=ctx.settings.allow_node_port, level=ctx.settings.policy)
     if findings:
         raise TargetFailure(f"the manifest breaks the safety policy: {findings[0]}",
                             [Evidence(kind="finding", title=text, detail="check: policy") for text in findings])

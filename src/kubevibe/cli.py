@@ -181,6 +181,38 @@ def setup(
 
 
 @app.command()
+def check(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files (multi-document YAML), Dockerfiles, chart "
+                                                "directories, run directories, or directories holding them.")],
+    policy: PolicyOpt = None,
+    k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes schema version")] = None,
+    allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON report.")] = False,
+) -> None:
+    """Check files offline as Validate and the Dockerfile pre-check would: exit 0 nothing refused, 1 refused,
+    2 bad input."""
+    from kubevibe.check import check_paths, summary
+    from kubevibe.settings import resolve_settings
+
+    settings = resolve_settings(flags=dict(policy=policy, k8s_version=k8s_version,
+                                           allow_node_port=allow_node_port)).settings
+    targets, findings = check_paths(paths, level=settings.policy, k8s_version=settings.k8s_version,
+                                    allow_node_port=settings.allow_node_port)
+    report = summary(findings, targets, settings.policy)
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        for finding in findings:
+            out.print(finding.text(), highlight=False, markup=False)
+        verdict = "refused" if report["refused"] else "nothing refused"
+        out.print(f"{verdict}: {report['refused']} refused, {report['warnings']} warning"
+                  f"{'s' if report['warnings'] != 1 else ''} in {len(targets)} file{'s' if len(targets) != 1 else ''}"
+                  f" (Pod Security Standards {settings.policy}, plus KubeVibe's own rules)",
+                  highlight=False, markup=False)
+    raise typer.Exit(report["exit_code"])
+
+
+@app.command()
 def doctor() -> None:
     """What is present, what is missing, and the command that installs it."""
     from kubevibe import localinfra

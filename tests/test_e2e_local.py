@@ -218,3 +218,5 @@ def test_symlink_bind_mount_escape_is_refused_before_any_build(runs, tmp_path):
     assert not marker.exists() and list(target_dir.iterdir()) == []
     label = f"label={RUN_LABEL}={label_value(run.name)}"
     assert podman("images", "--quiet", "--filter", label).split() == []
+    record = json.loads((run / "run.json").read_text())
+    assert record["settings"]["policy"] == "baseline" and record["policy"]["level"] == "baseline"

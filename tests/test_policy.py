@@ -330,3 +330,16 @@ def test_external_service_types_need_the_setting(service_type):
         f"Standards)."
     ]
     assert policy.check(docs, allow_node_port=True) == []
+
+
+def test_policy_setting_flag_env_and_bad_value():
+    from kubevibe.errors import SettingError
+    from kubevibe.settings import resolve_settings
+
+    assert resolve_settings(flags={}, env={}).settings.policy == "baseline"
+    resolved = resolve_settings(flags={}, env={"KUBEVIBE_POLICY": "restricted"})
+    assert resolved.settings.policy == "restricted" and resolved.sources["policy"] == "env:KUBEVIBE_POLICY"
+    assert resolve_settings(flags={"policy": "baseline"}, env={"KUBEVIBE_POLICY": "restricted"}).settings.policy \
+        == "baseline"
+    with pytest.raises(SettingError, match="KUBEVIBE_POLICY"):
+        resolve_settings(flags={}, env={"KUBEVIBE_POLICY": "privileged"})

@@ -92,6 +92,15 @@ def test_multi_document_findings_one_per_line_with_field_path(tmp_path):
     assert ("restricted", "spec.containers[0].securityContext.allowPrivilegeEscalation") in fields
 
 
+def test_a_kubectl_list_is_checked_item_by_item(tmp_path):
+    import yaml
+
+    items = list(yaml.safe_load_all(RESTRICTED_POD + "---\n" + PRIVILEGED_POD))
+    write(tmp_path, "list.yaml", yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    report = json.loads(check("list.yaml", "--json", cwd=tmp_path).stdout)
+    assert [f["object"] for f in report["findings"] if f["severity"] == "refused"] == ["Pod priv"]
+
+
 def test_policy_from_the_environment(tmp_path):
     write(tmp_path, "pod.yaml", PRIVILEGED_POD.replace("privileged: true", "privileged: false"))
     assert check("pod.yaml", cwd=tmp_path).returncode == 0

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from kubevibe import dockerfile, manifests, policy
 from kubevibe import exec as kexec
 from kubevibe.errors import UsageError
@@ -113,9 +115,22 @@ def _read(path: Path) -> str:
         raise UsageError(f"{path} cannot be read as text: {exc.__class__.__name__}.") from None
 
 
+def _expand_lists(text: str) -> str:
+    """`kubectl get -o yaml` writes a List; its items are the objects. Text without a List is returned as it is."""
+    try:
+        raw = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError:
+        return text  # load_manifest reports it, with the line
+    if not any(isinstance(d, dict) and d.get("kind") == "List" for d in raw):
+        return text
+    items = [i for d in raw for i in ((d.get("items") or []) if isinstance(d, dict) and d.get("kind") == "List"
+                                      else [d])]
+    return manifests.dump_manifest(items)
+
+
 def load_docs(text: str, label: str) -> list[dict]:
     try:
-        docs = manifests.load_manifest(text, filename=label)
+        docs = manifests.load_manifest(_expand_lists(text), filename=label)
     except ManifestError as exc:
         raise UsageError(exc.message) from None
     if not docs:

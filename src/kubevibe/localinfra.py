@@ -621,7 +621,9 @@ def doctor() -> list[Check]:
         from kubevibe.engines.podman import build_escape_status
 
         escape = build_escape_status()
-        checks.append(Check("build containment", escape.vulnerable is False, escape.text(), required=False))
+        checks.append(Check("build containment", escape.vulnerable is False, escape.text(),
+                            "apt-get install -y podman  # on Debian 13 (podman 5.4); Debian 12's 4.3 has no fix",
+                            required=False))
     conf = containers_conf_path()
     checks.append(Check("containers.conf", conf.is_file(), str(conf) if conf.is_file() else f"{conf} missing",
                         setup_cmd))  # fmt: skip

@@ -119,7 +119,9 @@ def test_known_good_files_build_deploy_and_connect(tmp_path, contexts, engine, c
     assert ctx.state.verified == {"reachable": True, "tests_passed": 3, "tests_total": 3, "endpoints_checked": 1}
     report = ctx.state.connect_report
     assert [e["path"] for e in report["endpoints"]] == ["/health"]  # /validate is covered by the test cases
-    # Connect tore the deployment down at its end, after keeping the logs.
+    # Connect keeps the deployment up (the runner owns its lifetime); its cleanup removes everything.
+    assert leftovers(ctx.run_id)["pods"]
+    ctx.run_cleanup("deployment")
     assert leftovers(ctx.run_id) == NOTHING
     (log,) = (ctx.rundir.step_dir(3, State.CONNECT) / "logs").glob("*.log")
     assert "POST /validate" in log.read_text()
@@ -162,9 +164,13 @@ def test_a_wrong_target_port_fails_connect_naming_the_port(tmp_path, contexts):
                               f"(Service credit-card targetPort 5001); the pod listens on port 5000")
     (evidence,) = result.evidence
     assert evidence.kind == "http"
-    assert f"GET http://{ctx.state.deployment['pods'][0]['ip']}:5001/" in evidence.detail
+    # requests go to the loopback port published for targetPort 5001, never to the pod's own address
+    (published,) = ctx.state.deployment["published"]
+    assert published["container_port"] == 5001 and published["host_ip"] == "127.0.0.1"
+    assert f"GET http://127.0.0.1:{published['host_port']}/" in evidence.detail
     assert "show it listening on port 5000" in evidence.detail
     assert "Running on http://127.0.0.1:5000" in evidence.detail  # the logs themselves
+    ctx.run_cleanup("deployment")  # the runner's job after a failed Connect
     assert leftovers(ctx.run_id) == NOTHING
 
 

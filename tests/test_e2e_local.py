@@ -20,6 +20,7 @@ from engine_helpers import NOTHING, leftovers, podman, require_engine
 from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST, KNOWN_GOOD_REQUIREMENTS
 
 from kubevibe.exec import run as run_command
+from kubevibe.podman_conf import podman_env
 from kubevibe.llm.replay import write_replay_log
 from kubevibe.targets.base import RUN_LABEL
 from kubevibe.targets.local import label_value
@@ -85,9 +86,20 @@ class Runs:
     def cleanup(self) -> None:
         for run in (self.tmp_path / "runs").glob("*/*"):
             assert leftovers(run.name) == NOTHING, f"run {run.name} left resources behind"
-        for image in podman("images", "--format", "{{.Repository}}:{{.Tag}}").split():
+        for image in _image_names():
             if any(run.name in image for run in (self.tmp_path / "runs").glob("*/*")):
                 podman("rmi", "--force", image)
+
+
+def _image_names() -> list[str]:
+    """podman's image list; retried, because another process removing an image meanwhile makes it fail once."""
+    for _ in range(3):
+        listed = run_command([str(find_tool("podman")), "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                             timeout=60, env=podman_env())
+        if listed.ok:
+            return listed.stdout.split()
+        time.sleep(1)
+    return podman("images", "--format", "{{.Repository}}:{{.Tag}}").split()
 
 
 @pytest.fixture
@@ -106,10 +118,10 @@ def test_known_good_set_reaches_success_and_its_chart_renders(runs):
     assert code == 0, summary
     assert summary["outcome"] == "success"
     assert [s for s, _, _ in path_of(summary)] == ["INTENT", "GENERATE", "BUILD", "VALIDATE", "DEPLOY", "CONNECT",
-                                                   "CHART"]
+                                                   "LOAD", "CHART"]
     verified = summary["verified"]
     assert verified | {"tests_passed": 2, "tests_total": 2} == verified
-    assert all(verified[k] for k in ("built", "validated", "deployed", "reachable", "charted"))
+    assert all(verified[k] for k in ("built", "validated", "deployed", "reachable", "load", "charted"))
     tgz = run / summary["chart"]
     assert tgz.is_file() and tgz.suffix == ".tgz"
     rendered = run_command([str(find_tool("helm")), "template", "release", str(tgz)], timeout=60)

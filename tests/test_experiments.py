@@ -263,10 +263,10 @@ def test_ingest_real_cli_runs_and_synthetic_runs(tmp_path):
 
     by_prompt_scn = {r["run_id"]: r for r in runs.values() if r["llm_backend"] == "scripted"}
     rows = sorted(by_prompt_scn.values(), key=lambda r: r["steps"])
-    first, osc, loop = rows  # 7, 9 and 11 steps
-    assert (first["status"], first["depth"], first["first_attempt_success"], first["fix_iterations"]) == ("success", 7, 1, 0)
+    first, osc, loop = rows  # 8, 10 and 12 steps
+    assert (first["status"], first["depth"], first["first_attempt_success"], first["fix_iterations"]) == ("success", 8, 1, 0)
     assert (loop["status"], loop["depth"], loop["fix_iterations"], loop["repaired"], loop["refailed"],
-            loop["revisions"], loop["oscillations"]) == ("success", 11, 2, 2, 0, 3, 0)
+            loop["revisions"], loop["oscillations"]) == ("success", 12, 2, 2, 0, 3, 0)
     assert (osc["status"], osc["depth"], osc["fix_iterations"], osc["repaired"], osc["refailed"], osc["revisions"],
             osc["oscillations"]) == ("fail", None, 3, 3, 3, 4, 2)
     assert loop["prompt_tokens"] == 800 + 2 * 1200 and loop["completion_tokens"] == 400 + 2 * 300

@@ -22,7 +22,7 @@ def test_main_path_reaches_success():
 
 
 def test_container_stage_failures_go_to_fix_and_fix_resumes_where_invalidated():
-    for state in (State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.CHART):
+    for state in (State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.LOAD, State.CHART):
         assert next_state(state, Outcome.FAILED) == State.FIX
     assert next_state(State.FIX, Outcome.RESUME_BUILD) == State.BUILD
     assert next_state(State.FIX, Outcome.RESUME_VALIDATE) == State.VALIDATE
@@ -31,8 +31,8 @@ def test_container_stage_failures_go_to_fix_and_fix_resumes_where_invalidated():
     assert next_state(State.FIX, Outcome.FAILED) == State.FIX
 
 
-def test_every_state_is_reachable_from_start():
-    seen, todo = {fsm.START}, [fsm.START]
+def test_every_state_is_reachable_from_an_entry_state():
+    seen, todo = set(fsm.ENTRY_STATES), list(fsm.ENTRY_STATES)
     while todo:
         s = todo.pop()
         for t in fsm.TRANSITIONS:
@@ -57,3 +57,13 @@ def test_resume_outcome_routing():
     assert resume_outcome(["vibe.yaml", "Dockerfile"]) == Outcome.RESUME_BUILD
     assert resume_outcome(["myapp.py"]) == Outcome.RESUME_BUILD
     assert resume_outcome(["requirements.txt"]) == Outcome.RESUME_BUILD
+
+
+def test_refine_goes_to_build_and_retries_an_unusable_answer():
+    assert next_state(State.REFINE, Outcome.OK) == State.BUILD
+    assert next_state(State.REFINE, Outcome.FAILED) == State.REFINE
+def test_load_follows_connect_and_the_deployed_states_resume_at_deploy():
+    assert next_state(State.CONNECT, Outcome.OK) == State.LOAD
+    assert next_state(State.LOAD, Outcome.OK) == State.CHART
+    assert fsm.DEPLOYED_STATES == {State.CONNECT, State.LOAD}
+    assert all(fsm.RESUME_REDIRECT[s] == State.DEPLOY for s in fsm.DEPLOYED_STATES)

@@ -48,7 +48,7 @@ from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.exec import CommandResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.pipeline.runner import Runner
-from kubevibe.stages import chart, connect, deploy, validate
+from kubevibe.stages import chart, connect, deploy, load, validate
 from kubevibe.targets import TargetFailure, images
 from kubevibe.targets.base import RUN_LABEL, DeploymentInfo, PodInfo
 from kubevibe.targets.kubernetes import (
@@ -608,7 +608,18 @@ def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app
     assert ("POST", f"/api/v1/namespaces/{namespace_name(ctx.run_id)}/pods/credit-card-7d9c5b8f6d-r5t6y/portforward",
             {}) in api.requests
     assert len(api.forwarded) >= 4 and not _port_forwards()  # every check went through it; it is gone now
-    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []  # Connect's end removed them
+    # The deployment stays for the stages after Connect; the runner removes it when the run leaves them.
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) != []
+    forwarded = len(api.forwarded)
+    ctx.step, ctx.stage = 7, State.LOAD
+    result = load.run(ctx)  # the load goes through a port-forward on 127.0.0.1 too, never to a pod address
+    assert result.outcome == Outcome.OK, (result.summary, [e.render() for e in result.evidence])
+    report = result.updates["load_report"]
+    assert report["base_url"].startswith("http://127.0.0.1:") and report["sent"] >= 10
+    assert report["error_rate"] == 0 and report["p95_ms"] is not None
+    assert len(api.forwarded) > forwarded and not _port_forwards()
+    ctx.run_cleanup("deployment")
+    assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []
     ctx.run_all_cleanups()
 
 

@@ -208,3 +208,33 @@ def test_seed_varies_by_step_so_retries_differ(tmp_path):
     ctx.step = 3
     generate.generate_full(ctx)
     assert [c["request"]["seed"] for c in llm_log(ctx)] == [44, 45]
+
+
+def test_intent_methods_extract_objectives_and_generation_is_told_the_ones_in_force(tmp_path):
+    from kubevibe.slo import SLO, effective_slo
+
+    answer = {"description": "A Luhn validator on :5000",
+              "slo": {"load": {"rps": 50, "duration_s": 10}, "latency_ms": {"p95": 100}}}
+    ctx = ctx_with_answers(tmp_path, [("intent", json.dumps(answer))], intent_method="curated-llm-zero-shot")
+    ctx.state.prompt = "A credit card validator that must answer within 100 ms at 50 requests per second"
+    result = intent.run(ctx)
+    assert result.outcome == Outcome.OK
+    extracted = result.updates["intent"]["slo"]
+    assert extracted["load"]["rps"] == 50 and extracted["latency_ms"]["p95"] == 100
+    (call,) = llm_log(ctx)
+    assert '"slo"' in call["request"]["prompt"]  # the prompt asks for objectives
+    # a stated --slo wins over the extracted objectives
+    stated = SLO.model_validate({"latency_ms": {"p99": 250}}).model_dump(mode="json")
+    assert effective_slo(stated, result.updates["intent"])[1] == "file"
+
+    (tmp_path / "g").mkdir()
+    gen = ctx_with_answers(tmp_path / "g", [("generate", json.dumps({
+        "pythonfilecontent": FILES["myapp.py"], "containerfilecontent": FILES["Dockerfile"],
+        "yamlfilecontent": FILES["vibe.yaml"], "requirements": FILES["requirements.txt"]}))],
+        intent_method="curated-llm-zero-shot")
+    gen.state.intent, gen.state.strategy = result.updates["intent"], "full"
+    gen.stage = State.GENERATE
+    assert generate.run(gen).outcome == Outcome.OK
+    (call,) = llm_log(gen)
+    assert "Service-level objectives, checked under load" in call["request"]["prompt"]
+    assert "p95 <= 100 ms at 50 rps for 10 s" in call["request"]["prompt"]

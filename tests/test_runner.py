@@ -63,14 +63,15 @@ def test_happy_path_records_every_transition(tmp_path):
     end = Runner(ctx, stages=script).run(State.INTENT)
     assert end.outcome == "success" and end.final_state == State.SUCCESS
     assert script.ran == [State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT,
-                          State.CHART]
+                          State.LOAD, State.CHART]
     evs = events(ctx)
-    assert [(e["step"], e["from"], e["to"], e["result"]) for e in evs][-1] == (7, "CHART", "SUCCESS", "ok")
+    assert [(e["step"], e["from"], e["to"], e["result"]) for e in evs][-1] == (8, "CHART", "SUCCESS", "ok")
     assert all({"step", "from", "to", "result", "duration_s", "reason", "time"} <= set(e) for e in evs)
     run = ctx.rundir.read_json("run.json")
-    assert run["outcome"] == "success" and run["counters"]["steps"] == 7
+    assert run["outcome"] == "success" and run["counters"]["steps"] == 8
     assert run["verified"] == {"built": True, "validated": True, "deployed": True, "reachable": True,
-                               "charted": True}
+                               "load": True, "charted": True}
+    assert run["verdict"]["slo"] is None  # no objectives stated
     assert ctx.rundir.revisions() == [0]
     assert (ctx.rundir.revision_dir(0) / "Dockerfile").read_text() == "FROM x\n"
     assert json.loads((ctx.rundir.step_dir(3, "BUILD") / "result.json").read_text())["outcome"] == "ok"
@@ -193,9 +194,9 @@ def test_interrupt_runs_cleanups_records_interrupted_and_resume_continues(tmp_pa
     script2 = Script()
     end2 = Runner(ctx2, Counters.model_validate(checkpoint["counters"]), stages=script2).run(State.DEPLOY)
     assert end2.outcome == "success"
-    assert script2.ran == [State.DEPLOY, State.CONNECT, State.CHART]
+    assert script2.ran == [State.DEPLOY, State.CONNECT, State.LOAD, State.CHART]
     steps = [e["step"] for e in events(ctx2) if e["result"] not in ("interrupted",)]
-    assert steps == sorted(steps) and steps[-1] == 8  # step numbers continue
+    assert steps == sorted(steps) and steps[-1] == 9  # step numbers continue
 
 
 def test_tool_error_stops_the_run_with_hint_and_cleans_up(tmp_path):
@@ -263,3 +264,45 @@ def test_verification_line_says_exactly_what_was_checked_and_where_tests_came_fr
         "reachable, declared tests (reference credit-card) passed 7 of 7"
     assert "only GET /health" in verification_line({"reachable": True, "tests_passed": 1, "tests_total": 1}, "generic")
     assert verification_line({"reachable": True, "tests_total": 0}) == "reachable, no declared tests"
+
+
+def test_the_deployment_lives_through_the_deployed_states_and_goes_when_the_run_leaves_them(tmp_path):
+    ctx = make_ctx(tmp_path)
+    alive_in: list[State] = []
+
+    def deploy(c):
+        c.add_cleanup("deployment", lambda: alive_in.append(State.FAIL))  # FAIL marks the teardown
+        return StageResult.ok("deployed")
+
+    def check(state):
+        def stage(c):
+            if c.has_cleanup("deployment"):
+                alive_in.append(state)
+            return StageResult.ok(str(state))
+        return stage
+
+    script = Script({State.DEPLOY: [deploy], State.CONNECT: [check(State.CONNECT)], State.LOAD: [check(State.LOAD)],
+                     State.CHART: [check(State.CHART)]})
+    end = Runner(ctx, stages=script).run(State.INTENT)
+    assert end.outcome == "success"
+    # alive in CONNECT and LOAD; torn down right after LOAD, before CHART runs
+    assert alive_in == [State.CONNECT, State.LOAD, State.FAIL]
+
+
+def test_a_failure_in_a_deployed_state_tears_the_deployment_down_before_fix(tmp_path):
+    ctx = make_ctx(tmp_path)
+    torn: list[int] = []
+
+    def deploy(c):
+        c.add_cleanup("deployment", lambda: torn.append(c.step))
+        return StageResult.ok("deployed")
+
+    def fix(c):
+        assert not c.has_cleanup("deployment")
+        return StageResult(outcome=Outcome.RESUME_BUILD, summary="fixed", artifacts=GOOD.with_changes(
+            {"myapp.py": "print(2)\n"}))
+
+    script = Script({State.DEPLOY: [deploy, deploy], State.LOAD: [Outcome.FAILED], State.FIX: [fix]})
+    end = Runner(ctx, stages=script).run(State.INTENT)
+    assert end.outcome == "success"
+    assert torn == [7, 13]  # after the failed LOAD (step 7), and after the second LOAD (step 13)

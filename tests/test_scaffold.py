@@ -340,9 +340,7 @@ def test_generate_with_the_embedded_model(tmp_path):
 
     llm = EmbeddedClient.from_settings("", Settings(llm="embedded", num_ctx=4096))  # shares test_embedded's server
     ctx = make_ctx(tmp_path, llm, seed=1, num_ctx=4096)
-    started = time.monotonic()
-    result = scaffold.generate(ctx)
-    assert time.monotonic() - started < 60
+    result = scaffold.generate(ctx)  # its speed is measured by benchmarks/model_benchmark.py, not here
     assert result.outcome == Outcome.OK, result.summary
     files = result.artifacts.files
     assert set(files) == set(names.FILES)

@@ -116,6 +116,11 @@ _SUFFIXES = ("ations", "ation", "ators", "ator", "ings", "ing", "ers", "er", "at
 _TRIGRAM_WEIGHT = 0.25
 
 
+def terms(text: str) -> set[str]:
+    """The content words of a text as stems ("Validates card numbers" -> {"valid", "card", "number"})."""
+    return {_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and len(w) >= 3}
+
+
 def _stem(word: str) -> str:
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:

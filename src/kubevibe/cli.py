@@ -21,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text, never rich markup: "HOST[:PORT][/PATH]" or "[env X]" are literal. This one
+    # setting covers every command, so a new help string with brackets cannot break `--help` again.
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -50,6 +53,15 @@ KubeconfigOpt = Annotated[Optional[Path], typer.Option("--kubeconfig", help="kub
                                                        "target  [env KUBECONFIG]")]
 ContextOpt = Annotated[Optional[str], typer.Option("--context", help="kubeconfig context for the kubernetes target  "
                                                    "[env KUBEVIBE_CONTEXT]")]
+PushOpt = Annotated[Optional[str], typer.Option("--push", help="Push the final image to REGISTRY/PATH with your own "
+                                                "podman/docker login (e.g. ghcr.io/me)  [env KUBEVIBE_PUSH]")]
+
+# Where an experiment's (or bench's) cells run: docs/ray.md.
+ExecutorOpt = Annotated[Optional[str], typer.Option("--executor", help="Where the runs execute: local (processes "
+                                                    "here) or ray (tasks on a Ray cluster)  [env KUBEVIBE_EXECUTOR]")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the head's "
+                                                      "address, HOST:PORT; none: a local Ray "
+                                                      "instance for the experiment  [env RAY_ADDRESS]")]
 
 PolicyOpt = Annotated[Optional[str], typer.Option("--policy", help="Pod Security Standards level the manifests must "
                                                   "meet: baseline or restricted  [env KUBEVIBE_POLICY]")]
@@ -83,7 +95,14 @@ def run(
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
     policy: PolicyOpt = None,
+    push: PushOpt = None,
+    slo: Annotated[Optional[Path], typer.Option("--slo", help="YAML file of service-level objectives (load.rps, "
+                   "load.duration_s, latency_ms.p50/p95/p99, error_rate_max, memory_mib_max) checked under load "
+                   "by the LOAD stage  [env KUBEVIBE_SLO]")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    style: Annotated[Optional[str], typer.Option("--style", help="structured (one schema-constrained request per "
+                     "stage) or conversational (one chat conversation, files in fenced blocks)  "
+                     "[env KUBEVIBE_STYLE]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
 ) -> None:
@@ -97,11 +116,12 @@ def run(
                  max_fix_attempts=max_fix_attempts, strategy=strategy, builder=builder, target=target,
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
-                 policy=policy)
+                 push=push, slo=slo, style=style, policy=policy)
     resolved = resolve_settings(flags=flags, config_path=config)
     from kubevibe.targets.images import destination_of
 
     destination_of(resolved.settings.registry, resolved.settings.target)  # a bad --registry fails now, not at Build
+    _check_push(resolved.settings.push)
     session = new_session(text, resolved)
     _run_session(session, quiet=quiet, as_json=as_json)
 
@@ -126,7 +146,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
-    from kubevibe.records.show import run_summary, verification_line
+    from kubevibe.records.show import load_line, run_summary, verification_line
 
     summary = run_summary(run_dir)
     if as_json:
@@ -134,15 +154,21 @@ def show(
         return
     out.print(f"[bold]{summary['run_id']}[/]  {summary['outcome']}  ({summary['path']})")
     out.print(f"request:  {summary['prompt']}", highlight=False, markup=False)
+    if summary.get("lineage"):
+        out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
     llm = summary["llm"]
     out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
-              f"intent={summary['intent_method']}", highlight=False, markup=False)
+              f"style={summary['style']}  intent={summary['intent_method']}", highlight=False, markup=False)
     out.print(f"steps:    {summary['steps']}  fixes: {summary['fix_iterations']}  revisions: {summary['revisions']}  "
               f"llm calls: {summary['llm_calls']}  completion tokens: {summary['completion_tokens']}")
     for t in summary["transitions"]:
         out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
                   f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
     out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", markup=False)
+    if load_line(summary["load"], summary["slo"]):
+        out.print(f"load:     {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
+    if summary["resources"]:
+        out.print(f"resources: {summary['resources']}", highlight=False, markup=False)
     if summary["image"]:
         out.print(f"image:    {summary['image']}")
     if summary["chart"]:
@@ -275,6 +301,8 @@ def experiment(
                                                                "intent method (repeat for several)")] = None,
     strategy: Annotated[Optional[list[str]], typer.Option("--strategy", help="Without a plan: auto, scaffold "
                                                           "or full (repeat for several)")] = None,
+    style: Annotated[Optional[list[str]], typer.Option("--style", help="Without a plan: structured or "
+                                                       "conversational (repeat for both)")] = None,
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="Without a plan: a request "
                                                         "(repeat for several)")] = None,
     prompts_file: Annotated[Optional[Path], typer.Option("--prompts-file", help="Without a plan: one request "
@@ -288,16 +316,19 @@ def experiment(
                                                             "executions per run")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Without a plan: base seed (repetition r: "
                                                 "seed + r)")] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Run a matrix of models x intent methods x strategies x prompts x repetitions; resumable."""
+    """Run a matrix of models x intent methods x strategies x styles x prompts x repetitions; resumable."""
     from kubevibe.experiments import commands
 
     flags = dict(name=name, llm=llm, models=model or [], intent_methods=intent_method or [],
-                 strategies=strategy or [], prompts=prompt or [], prompts_file=prompts_file,
+                 strategies=strategy or [], styles=style or [], prompts=prompt or [], prompts_file=prompts_file,
                  repetitions=repetitions,
                  settings=dict(timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts, seed=seed))
     code = commands.experiment(out, plan_path=plan, directory=directory, workers=workers, dry_run=dry_run,
-                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags)
+                               retry_errors=retry_errors, restart_interrupted=restart_interrupted, flags=flags,
+                               executor=executor, ray_address=ray_address)
     raise typer.Exit(code)
 
 
@@ -328,6 +359,124 @@ def compare(
     raise typer.Exit(commands.compare(out, a=a, b=b, html=html))
 
 
+# --- the user's loop: refine a run, take the result away, list the runs (issue 17) -----------------------------------
+
+
+def _lineage_line(lineage: list[dict]) -> str:
+    """The runs a refined run descends from, nearest first: 'ID "request" ← ID "request"'."""
+    return " ← ".join(f"{a['run_id']}" + (f" \"{a['prompt']}\"" if a.get("prompt") else "")
+                      + ("" if a.get("found") else " (missing)") for a in lineage)
+
+
+def _check_push(push: str | None) -> None:
+    if push:
+        from kubevibe.publish import check_push_target
+
+        check_push_target(push)  # a bad --push fails now, not after the whole run
+
+
+@app.command()
+def refine(
+    run_dir: Annotated[Path, typer.Argument(help="The run to start from (its last good revision of the files).")],
+    followup: Annotated[str, typer.Argument(help="What to change, e.g. \"add GET /cards that lists the card "
+                                            "types\".")],
+    llm: LlmOpt = None,
+    model: ModelOpt = None,
+    tests: Annotated[Optional[Path], typer.Option("--tests", help="Acceptance tests (Tavern) that replace the "
+                                                  "parent's")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds for the whole run  [env TIMEOUT]")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", "-n", help="Most stage executions  [env N]")] = None,
+    max_fix_attempts: Annotated[Optional[int], typer.Option("--max-fixes", help="Most Fix executions")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the new run goes (default: next to "
+                                                     "the parent)")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for the LLM")] = None,
+    push: PushOpt = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+) -> None:
+    """A new run that changes an earlier run's service as a follow-up request says, then builds, checks and
+    charts it again (settings not given are the parent's)."""
+    from kubevibe.pipeline.refine import refine_session
+    from kubevibe.settings import resolve_settings
+
+    flags = dict(llm=llm, model=model, timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts,
+                 runs_dir=runs_dir, seed=seed, push=push)
+    resolved = resolve_settings(flags=flags, config_path=config)
+    _check_push(resolved.settings.push)
+    session = refine_session(run_dir, followup, resolved, tests=tests)
+    _run_session(session, quiet=quiet, as_json=as_json)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="The run to export.")],
+    directory: Annotated[Path, typer.Argument(help="The folder to write the project into (empty or new).")],
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder, replacing the exported "
+                                        "files.")] = False,
+    push: Annotated[Optional[str], typer.Option("--push", help="Push the run's image to REGISTRY/PATH with your "
+                                                "own podman/docker login, and name it in the chart's values")] = None,
+    builder: Annotated[Optional[str], typer.Option("--builder", help="podman or docker (for --push)")] = None,
+) -> None:
+    """A clean project folder: service source, requirements, Dockerfile, Helm chart, Tavern tests, README."""
+    from kubevibe.export import check_target, export_run, read_run
+    from kubevibe.publish import push_image
+
+    image = None
+    if push:
+        _check_push(push)
+        facts = read_run(run_dir)  # a bad RUN fails before anything is pushed
+        source = facts.run.get("image") or facts.state.get("image")
+        if not source:
+            raise UsageError(f"Run {facts.rundir.run_id} has no image to push.")
+        check_target(directory, force)  # a folder that cannot take the export is refused before the push
+        record = push_image(source, push, builder_name=builder or facts.run.get("settings", {}).get("builder")
+                            or "podman")
+        if not record.ok:
+            err.print(f"[red]error:[/] {escape(record.error or 'push failed')}", highlight=False)
+            raise typer.Exit(EXIT_FAIL)
+        out.print(f"pushed {record.image}", highlight=False, markup=False)
+        image = record.image
+    result = export_run(run_dir, directory, force=force, image=image)
+    out.print(f"exported {len(result.files)} files to {result.directory}"
+              + (f"; tests: {result.tests_source}" if result.tests_source else "; no tests")
+              + (f"; chart image {result.image}" if result.image else ""), highlight=False, markup=False)
+
+
+def runs(
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run directories are (default ./runs)")] = None,
+    outcome: Annotated[Optional[str], typer.Option("--outcome", help="Only runs with this outcome (success, fail, "
+                                                   "unverified, error, interrupted, running)")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only runs of this model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
+) -> None:
+    """The runs under the runs directory, newest first: outcome, verdict, request, age, lineage."""
+    from kubevibe.records.listing import human_age, list_runs
+    from kubevibe.settings import resolve_settings
+
+    root = resolve_settings(flags=dict(runs_dir=runs_dir), config_path=config).settings.runs_dir
+    rows = list_runs(Path(root), outcome=outcome, model=model)
+    if as_json:
+        out.print_json(json.dumps([r.model_dump() for r in rows]))
+        return
+    if not rows:
+        out.print(f"no runs under {root}" + (" matching the filters" if outcome or model else ""))
+        return
+    # Plain aligned lines (never folded), so the listing reads the same in a terminal, a pipe or a log.
+    cells = [(r.run_id, r.outcome, human_age(r.age_s), r.model or "", r.parent or "-", r.verdict, r.request[:100])
+             for r in rows]
+    header = ("RUN", "OUTCOME", "AGE", "MODEL", "PARENT", "VERIFIED", "REQUEST")
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(5)]
+    for line in [header, *cells]:
+        fixed = "  ".join(text.ljust(width) for text, width in zip(line[:5], widths))
+        out.print(f"{fixed}  {line[5]}  | {line[6]}", highlight=False, markup=False)
+
+
+app.command("runs")(runs)
+app.command("ls", help="Alias of `runs`.")(runs)
+
+
 def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
     if prompt_file is not None:
         if prompt is not None:
@@ -347,14 +496,15 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     from kubevibe.console import ConsoleReporter
-    from kubevibe.records.show import run_summary, verification_line
+    from kubevibe.records.show import load_line, run_summary, verification_line
 
     show_progress = not (quiet or as_json)
     if show_progress:
         llm = session.ctx.llm
         out.print(f"run {session.ctx.run_id} → {session.path}", highlight=False, markup=False)
         reason = f" ({session.choice.reason})" if session.choice else ""
-        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}", highlight=False, markup=False)
+        out.print(f"llm: {llm.describe()}{reason}; strategy: {session.ctx.state.strategy}; "
+                  f"style: {session.ctx.settings.style}", highlight=False, markup=False)
     reporter = ConsoleReporter(out) if show_progress else None
     end = session.run(reporter)
     summary = run_summary(session.path)
@@ -364,6 +514,12 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
         colour = {"success": "green", "fail": "red"}.get(end.outcome, "yellow")
         out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
         out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
+        if summary.get("lineage"):
+            out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
+        if (summary.get("push") or {}).get("ok"):
+            out.print(f"pushed:   {summary['push']['image']}", highlight=False, markup=False)
+        if load_line(summary["load"], summary["slo"]) and not quiet:
+            out.print(f"load: {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
         if not quiet:
             out.print(f"record: {session.path}", highlight=False, markup=False)
         if end.hint:

@@ -9,7 +9,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
+
+from kubevibe.slo import SLO
+
+
+def lenient_slo(value: Any, handler: ValidatorFunctionWrapHandler) -> SLO | None:
+    """A model's unusable objectives are dropped (the run goes on without them), never a failed intent."""
+    try:
+        slo = handler(value)
+    except ValidationError:
+        return None
+    return slo if slo is not None and slo.has_objectives() else None
 
 
 class Endpoint(BaseModel):
@@ -96,6 +107,9 @@ class ServiceSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     endpoints: list[Endpoint] = Field(default_factory=list)
     test_cases: list[TestCase] = Field(default_factory=list)
+    slo: SLO | None = Field(None, description="service-level objectives the request states, else null")
+
+    _slo = field_validator("slo", mode="wrap")(lenient_slo)
 
 
 class Intent(BaseModel):
@@ -108,8 +122,15 @@ class Intent(BaseModel):
     # "generic" when no reference was close and a one-endpoint spec tested only by GET /health was used.
     spec_from: str | None = None
     judge: dict[str, Any] | None = None  # the last llm-as-a-judge verdict, when used
+    notes: list[str] = Field(default_factory=list)  # what KubeVibe changed in the model's spec (repeats dropped)
+    slo: dict[str, Any] | None = None  # objectives the intent method extracted (kubevibe.slo.SLO as data)
 
-    def for_prompt(self) -> str:
-        if self.spec is None:
-            return self.text
-        return self.text + "\n\nService specification (JSON):\n" + self.spec.model_dump_json(indent=2)
+    def for_prompt(self, objectives: str = "") -> str:
+        """What the model is told to build; `objectives`: the SLO in force, described (kubevibe.slo.SLO.describe)."""
+        text = self.text
+        if self.spec is not None:
+            text += "\n\nService specification (JSON):\n" + self.spec.model_dump_json(indent=2, exclude={"slo"})
+        if objectives:
+            text += ("\n\nService-level objectives, checked under load before the service is accepted: "
+                     + objectives + ".")
+        return text

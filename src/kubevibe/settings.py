@@ -52,6 +52,14 @@ class Settings(BaseModel):
     registry: str | None = None
     # Issue 9: the Pod Security Standards level manifests must meet (KubeVibe's own rules apply on top).
     policy: Literal["baseline", "restricted"] = "baseline"
+    # `--push REGISTRY/PATH` (issue 17): where the final image goes with the user's own credentials.
+    push: str | None = None
+    slo: Path | None = Field(None, description="YAML file of service-level objectives checked under load (LOAD)")
+    # Where `kubevibe experiment` (and bench) run their cells; not a setting of one run.
+    executor: Literal["local", "ray"] = Field("local", description="local processes or a Ray cluster")
+    ray_address: str | None = Field(None, description="Ray cluster address; none: a local Ray instance")
+    # How the model is prompted (issue 16): one schema-constrained request per stage, or one chat conversation.
+    style: Literal["structured", "conversational"] = "structured"
 
 
 # Environment variable for each setting. The first six are the reference tool's.
@@ -83,6 +91,11 @@ ENV_VARS: dict[str, str] = {
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
     "policy": "KUBEVIBE_POLICY",
+    "push": "KUBEVIBE_PUSH",
+    "slo": "KUBEVIBE_SLO",
+    "executor": "KUBEVIBE_EXECUTOR",
+    "ray_address": "RAY_ADDRESS",
+    "style": "KUBEVIBE_STYLE",
 }
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")
@@ -160,6 +173,17 @@ def resolve_settings(
         expected = _expected(name, err)
         raise SettingError(label, values.get(name), expected) from None
     return ResolvedSettings(settings=settings, sources=sources, config_file=str(file_path) if file_path else None)
+
+
+def resolve_named(names: tuple[str, ...], flags: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                  config_path: Path | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Only the named settings (flag > env > file > default) with their sources: for commands such as
+    `experiment` whose other settings come from elsewhere (the plan), so a caller's unrelated variables stay out."""
+    resolved = resolve_settings(flags={n: flags.get(n) for n in names},
+                                env={k: v for k, v in (os.environ if env is None else env).items()
+                                     if k in {ENV_VARS[n] for n in names} | {CONFIG_ENV}},
+                                config_path=config_path)
+    return ({n: getattr(resolved.settings, n) for n in names}, {n: resolved.sources[n] for n in names})
 
 
 def _expected(name: str, err: dict) -> str:

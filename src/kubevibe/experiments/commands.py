@@ -15,8 +15,10 @@ from kubevibe.experiments.executor import (
     resolve_experiment,
     run_experiment,
 )
+from kubevibe.experiments.backends import make_backend
 from kubevibe.experiments.matrix import matrix_size
 from kubevibe.experiments.plan import ExperimentPlan, load_plan, plan_from_flags
+from kubevibe.settings import resolve_named
 
 
 def _say(console: Console) -> Any:
@@ -24,13 +26,14 @@ def _say(console: Console) -> Any:
 
 
 def experiment(console: Console, *, plan_path: Path | None, directory: Path | None, workers: int | None,
-               dry_run: bool, retry_errors: bool, restart_interrupted: bool, flags: dict[str, Any]) -> int:
+               dry_run: bool, retry_errors: bool, restart_interrupted: bool, flags: dict[str, Any],
+               executor: str | None = None, ray_address: str | None = None) -> int:
     flat = {**{k: v for k, v in flags.items() if k != "settings"}, **(flags.get("settings") or {})}
     given_flags = {k: v for k, v in flat.items() if v not in (None, [], ())}
     plan: ExperimentPlan | None = None
     if plan_path is not None and given_flags:
-        raise UsageError(f"With a plan, only --dir, --workers, --dry-run, --retry-errors and --restart-interrupted "
-                         f"apply; put --{sorted(given_flags)[0].replace('_', '-')} in the plan.")
+        raise UsageError(f"With a plan, only --dir, --workers, --executor, --ray-address, --dry-run, --retry-errors "
+                         f"and --restart-interrupted apply; put --{sorted(given_flags)[0].replace('_', '-')} in the plan.")
     if plan_path is None:
         plan = plan_from_flags(**flags)
     elif not plan_path.is_dir():
@@ -38,11 +41,16 @@ def experiment(console: Console, *, plan_path: Path | None, directory: Path | No
     plan, exp = resolve_experiment(plan_path, plan, directory)
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1.")
+    place = resolve_executor(executor, ray_address)
     if dry_run:
         print_matrix(console, plan, exp, workers or plan.workers)
+        if place["executor"] == "ray":
+            _say(console)(f"executor: ray at {place['ray_address']}" if place["ray_address"]
+                          else "executor: ray (a local instance for this experiment)")
         return 0
+    backend = make_backend(place["executor"], place["ray_address"])
     result = run_experiment(plan, exp, workers=workers, retry_errors=retry_errors,
-                            restart_interrupted=restart_interrupted, progress=_say(console))
+                            restart_interrupted=restart_interrupted, progress=_say(console), backend=backend)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     say = _say(console)
     if result.interrupted:
@@ -57,6 +65,15 @@ def experiment(console: Console, *, plan_path: Path | None, directory: Path | No
     return 0
 
 
+def resolve_executor(executor: str | None, ray_address: str | None) -> dict[str, Any]:
+    """The `executor` and `ray_address` settings (flag > KUBEVIBE_EXECUTOR / RAY_ADDRESS > config file > default).
+    An address alone does not choose Ray: RAY_ADDRESS may be set for other tools."""
+    values, _sources = resolve_named(("executor", "ray_address"), {"executor": executor, "ray_address": ray_address})
+    if ray_address is not None and values["executor"] != "ray":
+        raise UsageError("--ray-address applies only with --executor ray.")
+    return values
+
+
 def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, workers: int) -> None:
     say = _say(console)
     cells = matrix_status(exp if exp.is_experiment() else None, plan)
@@ -66,13 +83,15 @@ def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, wor
             + (f" settings={m.settings}" if m.settings else ""))
     say(f"  intent methods: {', '.join(plan.intent_methods)}")
     say(f"  strategies: {', '.join(plan.strategies)}")
+    if plan.styles != ["structured"]:
+        say(f"  styles: {', '.join(plan.styles)}")
     for i, p in enumerate(plan.prompts):
         say(f"  prompt {i}: {p if len(p) <= 100 else p[:97] + '...'}")
     say(f"  repetitions: {plan.repetitions}")
     if plan.settings:
         say(f"  settings: {plan.settings}")
-    header = ["#", "key", "model", "intent method", "strategy", "prompt", "rep", "seed", "status"]
-    rows = [[str(i + 1), c.spec.key, c.spec.model_label, c.spec.intent_method, c.spec.strategy,
+    header = ["#", "key", "model", "intent method", "strategy", "style", "prompt", "rep", "seed", "status"]
+    rows = [[str(i + 1), c.spec.key, c.spec.model_label, c.spec.intent_method, c.spec.strategy, c.spec.style,
              str(c.spec.prompt_index), str(c.spec.repetition), "" if c.spec.seed is None else str(c.spec.seed),
              c.status] for i, c in enumerate(cells)]
     widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
@@ -80,8 +99,9 @@ def print_matrix(console: Console, plan: ExperimentPlan, exp: ExperimentDir, wor
         say("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     finished = sum(1 for c in cells if c.status in ("success", "fail", "error"))
     n = matrix_size(plan)
+    styles = "" if plan.styles == ["structured"] else f"{len(plan.styles)} styles × "
     say(f"{n} runs = {len(plan.models)} models × {len(plan.intent_methods)} intent methods × "
-        f"{len(plan.strategies)} strategies × {len(plan.prompts)} prompts × {plan.repetitions} repetitions; "
+        f"{len(plan.strategies)} strategies × {styles}{len(plan.prompts)} prompts × {plan.repetitions} repetitions; "
         f"{finished} finished, {n - finished} to run, {workers} at a time")
 
 

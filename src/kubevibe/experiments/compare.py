@@ -1,7 +1,8 @@
 """`kubevibe compare A B`: two experiments (e.g. two models, or two prompting methods) side by side.
 
 Groups are matched by (model, intent method, strategy) when the two experiments share model labels, otherwise
-by (intent method, strategy), so that two single-model experiments line up method by method. For each pair:
+by (intent method, strategy), so that two single-model experiments line up method by method; and by style too
+when both ran the same styles (an experiment of each style lines up group by group). For each pair:
 both success rates with their Wilson intervals, the difference B − A with Newcombe's interval (when it
 excludes 0, the difference is unlikely to be chance at the 95% level), first-attempt success, fix iterations,
 fix-loop stability. Prompts are matched by their text.
@@ -48,16 +49,26 @@ def compare_data(path_a: Path, path_b: Path) -> dict[str, Any]:
     models_b = {s["model"] for s in b["summaries"]}
     by_model = bool(models_a & models_b)
 
+    # Styles are matched when both sides ran the same ones; otherwise (A structured, B conversational: the
+    # comparison of styles as two experiments) groups pair up regardless of style.
+    by_style = {s["style"] for s in a["summaries"]} == {s["style"] for s in b["summaries"]}
+
     def align(s: dict) -> tuple:
-        return (s["model"], s["method"], s["strategy"]) if by_model else (s["method"], s["strategy"])
+        key = (s["model"], s["method"], s["strategy"]) if by_model else (s["method"], s["strategy"])
+        return key + ((s["style"],) if by_style else ())
 
     keys = sorted({align(s) for s in a["summaries"]} | {align(s) for s in b["summaries"]})
+    several_styles = by_style and len({key[-1] for key in keys}) > 1
+
+    def label(key: tuple) -> str:  # the style only when it tells groups apart (as in the report)
+        return " · ".join(key if not by_style or several_styles or key[-1] != "structured" else key[:-1])
+
     rows = []
     for key in keys:
         left = [s for s in a["summaries"] if align(s) == key]
         right = [s for s in b["summaries"] if align(s) == key]
         for sa, sb in zip_longest(left, right):
-            rows.append(_pair(" · ".join(key), sa, sb))
+            rows.append(_pair(label(key), sa, sb))
     overall = _pair("all runs", a["overall"], b["overall"])
 
     prompts = sorted({r["prompt"] for r in a["runs"]} | {r["prompt"] for r in b["runs"]},

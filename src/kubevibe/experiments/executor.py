@@ -24,6 +24,9 @@ not something the model did, and starting over would throw away work and bias lo
 When the run cannot be resumed (it stopped before its first stage, or used up its time limit), or with
 `--restart-interrupted`, the cell starts a fresh run; the old directory stays, the cell points to the new one.
 
+Where the runs execute is the backend's business (backends.py): local processes by default, or Ray tasks on a
+cluster (`--executor ray`, ray_backend.py); either way the run directories land in runs/<cell key>/ here.
+
 Ctrl-C. The first Ctrl-C (or SIGTERM) stops launching runs and forwards SIGINT to every running one, then waits
 for them to clean up; they are recorded as interrupted. A second Ctrl-C kills them (their cleanups may not run).
 A lock (experiment.lock, held by the experiment and inherited by its runs) keeps a second experiment process
@@ -36,8 +39,6 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -50,11 +51,11 @@ import yaml
 
 from kubevibe import __version__
 from kubevibe.errors import UsageError
+from kubevibe.experiments.backends import CellBackend, CellHandle, CellJob, LocalProcesses
 from kubevibe.experiments.matrix import RunSpec, expand
 from kubevibe.experiments.metrics import FINISHED
 from kubevibe.experiments.plan import ExperimentPlan, validate_plan
 from kubevibe.experiments.store import DB_NAME, Store
-from kubevibe.settings import CONFIG_ENV, ENV_VARS
 
 PLAN_NAME = "plan.yaml"
 LOCK_NAME = "experiment.lock"
@@ -117,6 +118,10 @@ def read_saved_plan(exp: ExperimentDir) -> ExperimentPlan:
 def check_same_plan(exp: ExperimentDir, plan: ExperimentPlan) -> None:
     saved = yaml.safe_load(exp.plan_file.read_text(encoding="utf-8")) or {}
     saved_identity = {k: v for k, v in saved.items() if k != "workers"}
+    # A plan saved before a field existed (e.g. `styles`) has that field's default.
+    for name, info in ExperimentPlan.model_fields.items():
+        if name != "workers" and name not in saved_identity:
+            saved_identity[name] = info.get_default(call_default_factory=True)
     mine = plan.identity()
     differ = sorted(k for k in set(saved_identity) | set(mine) if saved_identity.get(k) != mine.get(k))
     if differ:
@@ -168,16 +173,6 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def child_env(plan_settings_keys: set[str]) -> dict[str, str]:
-    """The caller's environment without the variables that would change run settings behind the plan's back."""
-    drop = set(ENV_VARS.values()) | {CONFIG_ENV}
-    if "kubeconfig" not in plan_settings_keys:
-        drop.discard(ENV_VARS["kubeconfig"])  # where the cluster is, not how the run behaves
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 # -- the matrix with its state --------------------------------------------------------------------------------
 @dataclass
 class CellState:
@@ -200,11 +195,10 @@ def matrix_status(exp: ExperimentDir | None, plan: ExperimentPlan) -> list[CellS
 @dataclass
 class Running:
     cell: RunSpec
-    proc: subprocess.Popen
+    handle: CellHandle
     started: float
     resume_dir: Path | None
     before: set[Path]
-    log: Any
     attempt: int
 
 
@@ -221,12 +215,14 @@ class ExperimentResult:
 class Executor:
     def __init__(self, plan: ExperimentPlan, exp: ExperimentDir, *, workers: int | None = None,
                  retry_errors: bool = False, restart_interrupted: bool = False,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, backend: CellBackend | None = None):
         self.plan = plan
         self.exp = exp
-        self.workers = workers or plan.workers
-        if self.workers < 1:
+        if workers is not None and workers < 1:
             raise UsageError("--workers must be at least 1.")
+        self.requested_workers = workers
+        self.workers = workers or plan.workers  # the backend may say otherwise (a Ray cluster's capacity)
+        self.backend = backend or LocalProcesses(lambda: self._lock_fd)
         self.retry_errors = retry_errors
         self.restart_interrupted = restart_interrupted
         self.progress = progress or (lambda text: None)
@@ -234,7 +230,7 @@ class Executor:
         keys: set[str] = set(plan.settings)
         for m in plan.models:
             keys |= set(m.settings)
-        self.env = child_env(keys)
+        self.env_keys = frozenset(keys)
         self._signals = 0
         self._forwarded = False
         self._killed = False
@@ -245,6 +241,8 @@ class Executor:
         prepare(self.exp, self.plan)
         self._lock()
         try:
+            self.workers = self.backend.start(self.exp.path, self.requested_workers, self.plan.workers,
+                                              self.progress)
             with Store(self.exp.db_file, base_dir=self.exp.path) as store:
                 self.store = store
                 store.set_meta("name", self.plan.name)
@@ -256,6 +254,7 @@ class Executor:
                 store.sync_cells(cells)
                 return self._run_cells(cells)
         finally:
+            self.backend.close()
             self._unlock()
 
     def _lock(self) -> None:
@@ -307,11 +306,11 @@ class Executor:
                     break
                 time.sleep(POLL_S)
                 for r in list(running):
-                    if r.proc.poll() is None:
+                    rc = r.handle.poll()
+                    if rc is None:
                         continue
                     running.remove(r)
-                    r.log.close()
-                    retry = self._collect(r)
+                    retry = self._collect(r, rc)
                     if retry is not None and not self._signals:
                         todo.insert(0, (r.cell, None))
                         continue
@@ -328,10 +327,7 @@ class Executor:
 
     def _forward(self, running: list[Running], sig: int) -> None:
         for r in running:
-            try:
-                r.proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
+            r.handle.signal(sig)
 
     # -- one cell -------------------------------------------------------------------------------------
     def _reconcile(self, cell: RunSpec) -> str | Path | None:
@@ -358,33 +354,41 @@ class Executor:
     def _launch(self, cell: RunSpec, resume_dir: Path | None) -> Running:
         row = self.store.run_row(cell.key) or {}
         attempt = (row.get("attempts") or 0) + 1
-        if resume_dir is not None:
-            argv = [sys.executable, "-m", "kubevibe.cli", "resume", str(resume_dir.resolve()), "--json"]
-        else:
-            argv = [sys.executable, "-m", "kubevibe.cli", "run", "--json",
-                    "--prompt-file", str(self.exp.prompt_file(cell.prompt_index).resolve()),
-                    "--llm", cell.llm, "--intent-method", cell.intent_method, "--strategy", cell.strategy,
-                    "--runs-dir", str(self.exp.cell_runs(cell.key).resolve()),
-                    "--config", str(self.exp.config_file(self.model_index[cell.model_label]).resolve())]
-            if cell.model:
-                argv += ["--model", cell.model]
-            if cell.seed is not None:
-                argv += ["--seed", str(cell.seed)]
+        job = self._job(cell, resume_dir, attempt)
         self.exp.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.exp.logs / f"{cell.key}.log").open("a", encoding="utf-8")
-        log.write(f"--- {_now()} attempt {attempt}: {' '.join(argv[1:])}\n")
-        log.flush()
+        log = self.exp.logs / f"{cell.key}.log"
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"--- {_now()} attempt {attempt}: -m kubevibe.cli {' '.join(job.args)}\n")
         before = set(self.exp.run_dirs(cell.key))
-        proc = subprocess.Popen(argv, cwd=self.exp.path, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                pass_fds=(self._lock_fd,) if self._lock_fd is not None else ())
+        handle = self.backend.launch(job, log)
         self.store.update_run(cell.key, status="running", attempts=attempt, exit_code=None,
                               started=row.get("started") or _now())
-        return Running(cell, proc, time.monotonic(), resume_dir, before, log, attempt)
+        return Running(cell, handle, time.monotonic(), resume_dir, before, attempt)
 
-    def _collect(self, r: Running) -> str | None:
+    def _job(self, cell: RunSpec, resume_dir: Path | None, attempt: int) -> CellJob:
+        """The cell's command line, with paths relative to the experiment directory (where it runs, or its copy
+        on a Ray worker), so every run records the same settings wherever it ran."""
+        def rel(path: Path) -> str:
+            return str(path.relative_to(self.exp.path))
+
+        if resume_dir is not None:
+            return CellJob(cell.key, ["resume", rel(resume_dir), "--json"], [], rel(resume_dir), attempt,
+                           self.env_keys)
+        prompt = rel(self.exp.prompt_file(cell.prompt_index))
+        config = rel(self.exp.config_file(self.model_index[cell.model_label]))
+        args = ["run", "--json", "--prompt-file", prompt, "--llm", cell.llm, "--intent-method", cell.intent_method,
+                "--strategy", cell.strategy, "--style", cell.style, "--runs-dir", rel(self.exp.cell_runs(cell.key)), "--config", config]
+        if cell.model:
+            args += ["--model", cell.model]
+        if cell.seed is not None:
+            args += ["--seed", str(cell.seed)]
+        return CellJob(cell.key, args, [prompt, config], None, attempt, self.env_keys)
+
+    def _collect(self, r: Running, rc: int) -> str | None:
         """Record how a run ended. Returns 'fresh' when the cell must start over (a resume that was refused)."""
-        rc = r.proc.returncode
+        if r.handle.retries:
+            self.progress(f"{r.cell.describe()}: started again after a lost worker ({'; '.join(r.handle.retries)})")
+        attempts = r.attempt + len(r.handle.retries)
         after = self.exp.run_dirs(r.cell.key)
         new = [p for p in after if p not in r.before]
         target = r.resume_dir or (new[-1] if new else None)
@@ -392,7 +396,7 @@ class Executor:
             outcome = _outcome(target)
             if r.resume_dir is not None and rc == 2 and outcome not in FINISHED and not self._signals:
                 return "fresh"  # `kubevibe resume` refused (no time left, no checkpoint): start over
-            self.store.ingest_run(target, r.cell, attempts=r.attempt, exit_code=rc)
+            self.store.ingest_run(target, r.cell, attempts=attempts, exit_code=rc)
             if outcome in FINISHED:
                 _write_graph(target)
             return None
@@ -400,7 +404,7 @@ class Executor:
         interrupted = self._signals or rc in (EXIT_INTERRUPTED, -signal.SIGINT, -signal.SIGKILL, -signal.SIGTERM)
         reason = _last_error(self.exp.logs / f"{r.cell.key}.log") or f"kubevibe exited with code {rc}"
         self.store.update_run(r.cell.key, status="interrupted" if interrupted else "error", exit_code=rc,
-                              reason=reason, finished=None if interrupted else _now())
+                              reason=reason, finished=None if interrupted else _now(), attempts=attempts)
         return None
 
 

@@ -1,7 +1,9 @@
-"""The plan expanded into cells: one RunSpec per (model, intent method, strategy, prompt, repetition).
+"""The plan expanded into cells: one RunSpec per (model, intent method, strategy, style, prompt, repetition).
 
-A cell's key is a hash of (model label, method, strategy, prompt text, repetition index): it does not depend
-on the order of the plan's lists nor on the other cells, so a continued experiment finds its finished cells.
+A cell's key is a hash of (model label, method, strategy, prompt text, repetition index[, style]): it does not
+depend on the order of the plan's lists nor on the other cells, so a continued experiment finds its finished
+cells. The style enters the hash only when it is not the default (structured), so experiments made before styles
+existed keep their keys.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from typing import Any
 from kubevibe.experiments.plan import ExperimentPlan
 
 KEY_CHARS = 16
+DEFAULT_STYLE = "structured"
 
 
-def cell_key(model_label: str, intent_method: str, strategy: str, prompt: str, repetition: int) -> str:
-    payload = json.dumps([model_label, intent_method, strategy, prompt, repetition], ensure_ascii=False)
+def cell_key(model_label: str, intent_method: str, strategy: str, prompt: str, repetition: int,
+             style: str = DEFAULT_STYLE) -> str:
+    parts: list[Any] = [model_label, intent_method, strategy, prompt, repetition]
+    if style != DEFAULT_STYLE:
+        parts.append(style)
+    payload = json.dumps(parts, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:KEY_CHARS]
 
 
@@ -32,6 +39,7 @@ class RunSpec:
     prompt_index: int
     prompt: str
     repetition: int
+    style: str = DEFAULT_STYLE
     settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -40,13 +48,15 @@ class RunSpec:
         return None if base is None else int(base) + self.repetition
 
     def describe(self) -> str:
-        return (f"{self.model_label} · {self.intent_method} · {self.strategy} · prompt {self.prompt_index} · "
+        style = f" · {self.style}" if self.style != DEFAULT_STYLE else ""
+        return (f"{self.model_label} · {self.intent_method} · {self.strategy}{style} · prompt {self.prompt_index} · "
                 f"rep {self.repetition}")
 
     def row(self) -> dict[str, Any]:
         """The cell's identity columns in the store's runs table."""
         return {"cell_key": self.key, "model_label": self.model_label, "llm": self.llm, "model": self.model,
-                "intent_method": self.intent_method, "strategy": self.strategy, "prompt_index": self.prompt_index,
+                "intent_method": self.intent_method, "strategy": self.strategy, "style": self.style,
+                "prompt_index": self.prompt_index,
                 "prompt": self.prompt, "repetition": self.repetition}
 
 
@@ -58,15 +68,16 @@ def expand(plan: ExperimentPlan) -> list[RunSpec]:
             for model in plan.models:
                 for method in plan.intent_methods:
                     for strategy in plan.strategies:
-                        cells.append(RunSpec(
-                            key=cell_key(model.name, method, strategy, prompt, rep),
-                            model_label=model.name, llm=model.llm, model=model.model, intent_method=method,
-                            strategy=strategy, prompt_index=p_index, prompt=prompt, repetition=rep,
-                            settings=plan.run_settings(model),
-                        ))
+                        for style in plan.styles:
+                            cells.append(RunSpec(
+                                key=cell_key(model.name, method, strategy, prompt, rep, style),
+                                model_label=model.name, llm=model.llm, model=model.model, intent_method=method,
+                                strategy=strategy, prompt_index=p_index, prompt=prompt, repetition=rep,
+                                style=style, settings=plan.run_settings(model),
+                            ))
     return cells
 
 
 def matrix_size(plan: ExperimentPlan) -> int:
-    return (len(plan.models) * len(plan.intent_methods) * len(plan.strategies) * len(plan.prompts)
-            * plan.repetitions)
+    return (len(plan.models) * len(plan.intent_methods) * len(plan.strategies) * len(plan.styles)
+            * len(plan.prompts) * plan.repetitions)

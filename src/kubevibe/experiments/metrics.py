@@ -13,6 +13,8 @@ Definitions (per run, from its stage executions in step order):
   repaired / re-failed  each FIX that produced new files repaired the stage whose failure it was shown (the
                         latest failed non-FIX execution before it); it *re-failed* when the next execution of
                         that stage failed again. Fix-loop stability = 1 - re-failed / repaired.
+  performance fixes     FIX executions shown a failure of LOAD (a missed objective or a crash under load)
+  SLO attainment        share of the n runs with stated objectives whose final files met them under load
   oscillation           artifact revisions are hashed; a revision whose hash equals an earlier, non-adjacent
                         revision (A, B, A) means the fix loop went back to files it had already left.
 """
@@ -101,6 +103,19 @@ def repair_episodes(executions: Sequence[Row]) -> list[Row]:
     return episodes
 
 
+def performance_fixes(executions: Sequence[Row]) -> int:
+    """FIX executions whose failure to repair was LOAD's (the latest failed non-FIX execution before them)."""
+    count, last_failed = 0, None
+    for row in sorted(executions, key=lambda r: r["step"]):
+        if row["stage"] == FIX:
+            count += int(last_failed == State.LOAD.value)
+        elif row["result"] == "failed":
+            last_failed = row["stage"]
+        else:
+            last_failed = None if row["stage"] == last_failed else last_failed
+    return count
+
+
 def oscillations(revision_hashes: Sequence[str]) -> list[tuple[int, int]]:
     """(revision, earlier revision) pairs where a revision returns to an earlier, non-adjacent one's files."""
     found = []
@@ -130,12 +145,20 @@ def run_metrics(outcome: str | None, executions: Sequence[Row], revision_hashes:
 
 
 # -- groups of runs -------------------------------------------------------------------------------------------
-def group_key(run: Row) -> tuple[str, str, str]:
-    return (run.get("model_label") or "?", run.get("intent_method") or "?", run.get("strategy") or "?")
+DEFAULT_STYLE = "structured"
 
 
-def group_label(key: Sequence[str]) -> str:
-    return " · ".join(str(k) for k in key)
+def group_key(run: Row) -> tuple[str, str, str, str]:
+    return (run.get("model_label") or "?", run.get("intent_method") or "?", run.get("strategy") or "?",
+            run.get("style") or DEFAULT_STYLE)
+
+
+def group_label(key: Sequence[str], show_style: bool = False) -> str:
+    """'model · method · strategy', and the style when the runs have more than one (or not the default)."""
+    parts = list(key[:3])
+    if len(key) > 3 and (show_style or key[3] != DEFAULT_STYLE):
+        parts.append(key[3])
+    return " · ".join(str(k) for k in parts)
 
 
 def group_runs(runs: Iterable[Row], key: Callable[[Row], Any] = group_key) -> dict[Any, list[Row]]:
@@ -240,4 +263,20 @@ def summarize(runs: Sequence[Row], executions: Sequence[Row] = (), llm_calls: Se
         "prompt_tokens_mean": sum(c.get("prompt_tokens") or 0 for c in calls) / n if n else None,
         "completion_tokens_mean": sum(c.get("completion_tokens") or 0 for c in calls) / n if n else None,
         "llm_s_mean": sum(c.get("duration_s") or 0.0 for c in calls) / n if n else None,
+        **_slo_summary(done),
+    }
+
+
+def _slo_summary(done: Sequence[Row]) -> Row:
+    """SLO attainment among the counted runs that stated objectives, and the fixes spent on performance."""
+    stated = [r for r in done if r.get("slo_stated")]
+    met = sum(1 for r in stated if r.get("slo_met"))
+    p95 = [r["load_p95_ms"] for r in done if r.get("load_p95_ms") is not None]
+    return {
+        "slo_runs": len(stated),
+        "slo_met": met,
+        "slo_rate": met / len(stated) if stated else None,
+        "slo_ci": wilson(met, len(stated)),
+        "performance_fix_mean": _mean([r.get("performance_fixes") or 0 for r in done]),
+        "load_p95_median": _median(p95),
     }

@@ -1,4 +1,4 @@
-"""The experiment plan: which models, intent methods, generation strategies and prompts, how many repetitions.
+"""The experiment plan: which models, intent methods, strategies, prompting styles and prompts, how many repetitions.
 
 A plan is a YAML file (or the same fields given as flags):
 
@@ -10,6 +10,7 @@ A plan is a YAML file (or the same fields given as flags):
         settings: {temperature: 0.7}   # optional, this model only
     intent_methods: [none, json-with-required]
     strategies: [auto]                 # auto, scaffold, full
+    styles: [structured, conversational]   # prompting styles (default: structured only)
     prompts: ["Develop a credit card validation microservice"]
     prompts_file: prompts.txt          # and/or: one prompt per line (# comments), or a YAML list
     repetitions: 5
@@ -34,10 +35,13 @@ from kubevibe.errors import UsageError
 from kubevibe.settings import IntentMethod, Settings
 
 # Settings the matrix itself sets for each run; a plan may not override them through `settings`.
-MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "runs_dir"})
-PATH_SETTINGS = frozenset({"kubeconfig"})
+MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "style", "runs_dir"})
+PATH_SETTINGS = frozenset({"kubeconfig", "slo"})  # relative to the plan file
+# Settings of the experiment process, not of its runs (flags of `kubevibe experiment`).
+EXPERIMENT_SETTINGS = frozenset({"executor", "ray_address"})
 
 Strategy = Literal["auto", "scaffold", "full"]
+Style = Literal["structured", "conversational"]
 
 
 class ModelEntry(BaseModel):
@@ -75,6 +79,7 @@ class ExperimentPlan(BaseModel):
     models: list[ModelEntry] = Field(min_length=1)
     intent_methods: list[IntentMethod] = Field(default_factory=lambda: ["none"], min_length=1)
     strategies: list[Strategy] = Field(default_factory=lambda: ["auto"], min_length=1)
+    styles: list[Style] = Field(default_factory=lambda: ["structured"], min_length=1)
     prompts: list[str] = Field(default_factory=list)
     prompts_file: str | None = None
     repetitions: int = Field(1, ge=1, le=10_000)
@@ -92,7 +97,7 @@ class ExperimentPlan(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentPlan":
-        for field in ("intent_methods", "strategies", "prompts"):
+        for field in ("intent_methods", "strategies", "styles", "prompts"):
             values = getattr(self, field)
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
@@ -105,13 +110,16 @@ class ExperimentPlan(BaseModel):
             if not re.fullmatch(r"[^\x00-\x1f/\\]{1,80}", m.name):
                 raise ValueError(f"models[{i}].label {m.name!r} must be 1 to 80 printable characters without slashes")
         _check_settings("settings", self.settings)
+        if "conversational" in self.styles and "scaffold" in self.strategies:
+            raise ValueError("the scaffold strategy is structured prompting and cannot run with the conversational "
+                             "style; use strategies [auto] or [full] with it")
         for i, m in enumerate(self.models):
             _check_settings(f"models[{i}].settings", m.settings)
             # The whole combination must make valid run settings, for every cell.
             for method in self.intent_methods:
                 for strategy in self.strategies:
                     values = {**self.settings, **m.settings, "llm": m.llm, "model": m.model,
-                              "intent_method": method, "strategy": strategy}
+                              "intent_method": method, "strategy": strategy, "style": self.styles[0]}
                     try:
                         Settings(**values)
                     except ValidationError as exc:
@@ -140,7 +148,10 @@ def _check_settings(where: str, values: dict[str, Any]) -> None:
             raise ValueError(f"{where}.{key} is not a run setting (known: {', '.join(sorted(Settings.model_fields))})")
         if key in MATRIX_SETTINGS:
             raise ValueError(f"{where}.{key} is set by the experiment matrix itself; use the plan's "
-                             "models / intent_methods / strategies fields instead")
+                             "models / intent_methods / strategies / styles fields instead")
+        if key in EXPERIMENT_SETTINGS:
+            raise ValueError(f"{where}.{key} is not a run setting: give --{key.replace('_', '-')} to "
+                             "`kubevibe experiment`")
 
 
 def _short(text: Any, limit: int = 60) -> str:
@@ -252,7 +263,7 @@ def _absolute_paths(settings: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 
 def plan_from_flags(*, name: str | None, llm: str | None, models: list[str], intent_methods: list[str],
                     strategies: list[str], prompts: list[str], prompts_file: Path | None, repetitions: int | None,
-                    settings: dict[str, Any]) -> ExperimentPlan:
+                    settings: dict[str, Any], styles: list[str] | None = None) -> ExperimentPlan:
     """A plan from command-line flags: one backend, one or more model names on it."""
     if not llm:
         raise UsageError("Give a plan file (kubevibe experiment PLAN.yaml) or at least --llm and --prompt.")
@@ -266,6 +277,8 @@ def plan_from_flags(*, name: str | None, llm: str | None, models: list[str], int
         data["intent_methods"] = intent_methods
     if strategies:
         data["strategies"] = strategies
+    if styles:
+        data["styles"] = styles
     if prompts_file:
         data["prompts_file"] = str(prompts_file)
     if repetitions is not None:

@@ -35,7 +35,9 @@ from kubevibe.experiments.metrics import (
     summarize,
 )
 from kubevibe.experiments.store import DB_NAME, Store, open_results
+from kubevibe.experiments.styles import style_comparison
 from kubevibe.pipeline.context import trim_middle
+from kubevibe.records.lineage import chain
 from kubevibe.records.rundir import RunDir
 from kubevibe.records.show import tests_from, verification_line
 
@@ -149,9 +151,11 @@ def overview_data(runs: list[dict], executions: list[dict], calls: list[dict],
     k_seen = max([r.get("fix_iterations") or 0 for r in runs if r.get("status") in ("success", "fail")], default=0)
     k_max = min(PASS_K_MAX, max(3, k_seen))
     summaries = []
+    show_style = len({key[3] for key in groups}) > 1
     for key, members in groups.items():
         s = summarize(members, executions, calls, k_max=k_max)
-        s.update(key=key, label=label_prefix + group_label(key), model=key[0], method=key[1], strategy=key[2])
+        s.update(key=key, label=label_prefix + group_label(key, show_style), model=key[0], method=key[1],
+                 strategy=key[2], style=key[3])
         summaries.append(s)
     status_counts: dict[str, int] = {}
     for r in runs:
@@ -172,6 +176,8 @@ def overview_data(runs: list[dict], executions: list[dict], calls: list[dict],
         "k_max": k_max,
         "per_prompt": per_prompt,
         "plots": overview_plots(summaries),
+        "style_rows": style_comparison(summaries, runs, executions, calls),
+        "show_style": show_style,
     }
 
 
@@ -204,6 +210,7 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
         "run_path": str(path.resolve()) if path else None,
         "found": rundir is not None,
         "verified": verification_line(record.get("verified") or {}, tests_from(record)),
+        "lineage": chain(path) if rundir else [],  # a refined run's ancestors, nearest first
         "events": events,
         "fixes": fix_data(rundir, executions) if rundir else [],
         "failures": [e for e in executions if e["result"] == "failed" and e["stage"] != "FIX"],

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.errors import UsageError
-from kubevibe.experiments.metrics import executions_from_events, repair_episodes, run_metrics
+from kubevibe.experiments.metrics import executions_from_events, performance_fixes, repair_episodes, run_metrics
 from kubevibe.records.rundir import RunDir
 
 DB_NAME = "experiment.sqlite"
@@ -120,6 +120,20 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX llm_calls_cell ON llm_calls (cell_key);
         CREATE INDEX revisions_cell ON revisions (cell_key);
         CREATE INDEX runs_group ON runs (model_label, intent_method, strategy, status);
+    """),
+    (3, "objectives under load (LOAD stage)", """
+        ALTER TABLE runs ADD COLUMN slo_stated INTEGER;
+        ALTER TABLE runs ADD COLUMN slo_met INTEGER;
+        ALTER TABLE runs ADD COLUMN load_p95_ms REAL;
+        ALTER TABLE runs ADD COLUMN load_achieved_rps REAL;
+        ALTER TABLE runs ADD COLUMN load_error_rate REAL;
+        ALTER TABLE runs ADD COLUMN load_peak_memory_mib REAL;
+        ALTER TABLE runs ADD COLUMN performance_fixes INTEGER;
+    """),
+    # Issue 16: the prompting style is a dimension of the matrix; runs made before it were structured.
+    (4, "prompting style of each run", """
+        ALTER TABLE runs ADD COLUMN style TEXT NOT NULL DEFAULT 'structured';
+        CREATE INDEX runs_style_group ON runs (model_label, intent_method, strategy, style, status);
     """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -228,13 +242,13 @@ class Store:
         if statuses:
             sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
             args = tuple(statuses)
-        sql += " ORDER BY model_label, intent_method, strategy, prompt_index, repetition"
+        sql += " ORDER BY model_label, intent_method, strategy, style, prompt_index, repetition"
         return [dict(r) for r in self.db.execute(sql, args)]
 
     def table(self, name: str) -> list[dict[str, Any]]:
         if name not in TABLES:
             raise ValueError(name)
-        order = {"runs": "model_label, intent_method, strategy, prompt_index, repetition",
+        order = {"runs": "model_label, intent_method, strategy, style, prompt_index, repetition",
                  "stage_executions": "run_id, step", "llm_calls": "run_id, seq", "revisions": "run_id, rev"}[name]
         return [dict(r) for r in self.db.execute(f"SELECT * FROM {name} ORDER BY {order}")]
 
@@ -292,6 +306,7 @@ class Store:
             "started": run.get("created"),
             "finished": run.get("finished") if status in ("success", "fail", "error") else None,
             "resumed": len(run.get("resumed") or []),
+            **load_columns(run, executions),
             **extra,
         }
         with self.db:
@@ -332,14 +347,14 @@ class Store:
 
     def _number_loose_runs(self) -> None:
         """Prompt indexes and repetition numbers for runs ingested without a plan, in order of their run ids."""
-        rows = self.db.execute("SELECT cell_key, model_label, intent_method, strategy, prompt FROM runs "
+        rows = self.db.execute("SELECT cell_key, model_label, intent_method, strategy, style, prompt FROM runs "
                                "WHERE cell_key LIKE 'run:%' ORDER BY run_id").fetchall()
         prompts: dict[str, int] = {}
         reps: dict[tuple, int] = {}
         with self.db:
             for r in rows:
                 p_index = prompts.setdefault(r["prompt"], len(prompts))
-                group = (r["model_label"], r["intent_method"], r["strategy"], r["prompt"])
+                group = (r["model_label"], r["intent_method"], r["strategy"], r["style"], r["prompt"])
                 reps[group] = reps.get(group, -1) + 1
                 self.db.execute("UPDATE runs SET prompt_index=?, repetition=? WHERE cell_key=?",
                                 (p_index, reps[group], r["cell_key"]))
@@ -424,7 +439,23 @@ def _identity_from_run(run: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {"cell_key": f"run:{run_id}", "model_label": llm.get("model") or settings.get("model") or "?",
             "llm": settings.get("llm") or llm.get("spec"), "model": llm.get("model"),
             "intent_method": settings.get("intent_method"), "strategy": settings.get("strategy"),
+            "style": run.get("style") or settings.get("style") or "structured",
             "prompt_index": None, "prompt": run.get("prompt"), "repetition": None}
+
+
+def load_columns(run: dict[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The LOAD stage's figures of a run: whether objectives were stated and met, and the fixes spent on them."""
+    slo = (run.get("verdict") or {}).get("slo")
+    load = run.get("load") or {}
+    return {
+        "slo_stated": int(slo is not None),
+        "slo_met": None if slo is None else int(bool(slo.get("met"))),
+        "load_p95_ms": load.get("p95_ms"),
+        "load_achieved_rps": load.get("achieved_rps"),
+        "load_error_rate": load.get("error_rate"),
+        "load_peak_memory_mib": load.get("peak_memory_mib"),
+        "performance_fixes": performance_fixes(executions),
+    }
 
 
 def _evidence_count(rundir: RunDir, step: int, stage: str) -> int | None:

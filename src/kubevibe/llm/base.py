@@ -1,4 +1,5 @@
-"""The LLM interface: one method, `complete()`. Backends register by spec scheme in `BACKENDS`.
+"""The LLM interface: `complete()` (one prompt, structured style) and `chat()` (a conversation, conversational
+style). Backends register by spec scheme in `BACKENDS`.
 
 Errors:
 - `LLMCallError`: this call failed (HTTP error, timeout, server-side error). The stage fails with the reason.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,11 +19,22 @@ if TYPE_CHECKING:
     from kubevibe.settings import Settings
 
 
+class ChatMessage(BaseModel):
+    """One turn of a conversation, in the role names every chat API shares."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class LLMRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     purpose: str  # "intent", "judge", "generate", "fix": recorded, and checked by replay
-    prompt: str
+    prompt: str = ""  # complete(): the one user turn
+    # chat(): the whole conversation as sent (system first); prompt and system are unused then.
+    messages: list[ChatMessage] | None = None
     system: str | None = None
     json_schema: dict[str, Any] | None = None  # constrain the answer to this JSON schema where supported
     temperature: float | None = None
@@ -57,6 +69,7 @@ class LLMClient(ABC):
         self.model = model
         # The generation strategy of the run being reproduced, when a backend replays one (see session).
         self.recorded_strategy: str | None = None
+        self.recorded_style: str | None = None  # likewise its prompting style (structured, conversational)
 
     @classmethod
     @abstractmethod
@@ -65,6 +78,10 @@ class LLMClient(ABC):
 
     @abstractmethod
     def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+    def chat(self, request: LLMRequest) -> LLMResponse:
+        """Answer the conversation `request.messages` in prose (no JSON schema). Backends override this."""
+        raise LLMCallError(f"The {self.backend} backend cannot hold a conversation.")
 
     def describe(self) -> str:
         return f"{self.backend} model={self.model}"

@@ -1,4 +1,7 @@
-"""One logged LLM call: send, record in llm.jsonl, parse and validate. The only way stages talk to a model."""
+"""One logged LLM call: send, record in llm.jsonl, parse and validate. The only way stages talk to a model.
+
+`ask` is the structured style (one schema-constrained request); `ask_chat` one turn of the conversational style.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from kubevibe.llm.base import LLMCallError, LLMRequest, LLMResponse
-from kubevibe.llm.parse import AnswerError, parse_answer
+from kubevibe.llm.base import ChatMessage, LLMCallError, LLMRequest, LLMResponse
+from kubevibe.llm.conversation import context_budget, fit_to_context
+from kubevibe.llm.parse import AnswerError, parse_answer, repeated_tail
 
 if TYPE_CHECKING:
     from kubevibe.pipeline.context import RunContext
@@ -33,13 +37,23 @@ def schema_for(model: type[BaseModel]) -> dict:
 
 
 def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system: str | None = None,
-        max_tokens: int | None = None) -> Answer[T]:
+        max_tokens: int | None = None, schema: dict | None = None) -> Answer[T]:
+    """`schema` replaces the model's own JSON schema for constrained decoding (e.g. with tighter bounds); the
+    answer is still validated against `model`."""
     s = ctx.settings
+    # The conversational style sends no JSON schema and talks to the chat endpoint: a structured answer (an
+    # intent spec, a judge's verdict) is then asked for by the prompt alone and parsed tolerantly.
+    chatting = s.style == "conversational"
+    messages = None
+    if chatting:
+        messages = ([ChatMessage(role="system", content=system)] if system else []) + \
+            [ChatMessage(role="user", content=prompt)]
     request = LLMRequest(
         purpose=purpose,
-        prompt=prompt,
-        system=system,
-        json_schema=schema_for(model),
+        prompt="" if chatting else prompt,
+        system=None if chatting else system,
+        messages=messages,
+        json_schema=None if chatting else (schema if schema is not None else schema_for(model)),
         temperature=s.temperature,
         # A fixed seed would make a retry repeat the failure it retries: vary it by step, reproducibly.
         seed=None if s.seed is None else s.seed + ctx.step,
@@ -58,8 +72,10 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         "request": request.model_dump(exclude={"json_schema"}),
         "schema": model.__name__,
     }
+    if chatting:
+        record["style"] = "conversational"
     try:
-        response = ctx.llm.complete(request)
+        response = ctx.llm.chat(request) if chatting else ctx.llm.complete(request)
     except LLMCallError as exc:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
         ctx.rundir.append_llm(record)
@@ -70,10 +86,61 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
     except AnswerError as exc:
         reason = str(exc)
         if response.finish_reason == "length":
-            reason += f" The model stopped at the token limit ({request.max_tokens})."
+            reason += f" The model stopped at the token limit ({request.max_tokens})"
+            reason += ", repeating itself." if repeated_tail(response.text) else "."
         record.update(ok=False, error=reason)
         ctx.rundir.append_llm(record)
         return Answer(error=reason, response=response)
     record.update(ok=True)
     ctx.rundir.append_llm(record)
     return Answer(value=value, response=response)
+
+
+class ChatAnswer(BaseModel):
+    text: str | None = None
+    error: str | None = None  # one sentence, when the call itself failed
+    response: LLMResponse | None = None
+    context: dict = {}  # what fit_to_context sent and dropped
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+def ask_chat(ctx: "RunContext", purpose: str, messages: list[ChatMessage], files: dict[str, str]) -> ChatAnswer:
+    """One conversational turn: trim the conversation to the context, send it, record the messages sent (so
+    replay reproduces the run) and what was dropped. No JSON schema: the answer is prose, parsed by the caller."""
+    s = ctx.settings
+    fitted = fit_to_context(messages, files, context_budget(s.num_ctx, s.max_tokens))
+    request = LLMRequest(
+        purpose=purpose,
+        messages=fitted.messages,
+        temperature=s.temperature,
+        seed=None if s.seed is None else s.seed + ctx.step,
+        max_tokens=s.max_tokens,
+        num_ctx=s.num_ctx,
+        think=s.think,
+    )
+    started = time.monotonic()
+    record: dict = {
+        "time": datetime.now(timezone.utc).isoformat(),
+        "step": ctx.step,
+        "stage": str(ctx.stage) if ctx.stage else None,
+        "purpose": purpose,
+        "style": "conversational",
+        "backend": ctx.llm.backend,
+        "model": ctx.llm.model,
+        "request": request.model_dump(exclude={"json_schema", "prompt", "system"}),
+        # The conversation as sent, also at the top level: what a reader of llm.jsonl looks for first.
+        "messages": [m.model_dump() for m in fitted.messages],
+        "context": fitted.record,
+    }
+    try:
+        response = ctx.llm.chat(request)
+    except LLMCallError as exc:
+        record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
+        ctx.rundir.append_llm(record)
+        return ChatAnswer(error=f"The LLM call failed: {exc}", context=fitted.record)
+    record.update(ok=True, response=response.model_dump())
+    ctx.rundir.append_llm(record)
+    return ChatAnswer(text=response.text, response=response, context=fitted.record)

@@ -115,6 +115,20 @@ def gemma_messages(request: LLMRequest) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
 
+def gemma_chat_messages(request: LLMRequest) -> list[dict[str, str]]:
+    """A conversation in Gemma's roles: the system text joins the first user turn, assistant turns are the model's
+    (the chat template writes them as `<start_of_turn>model`)."""
+    system = "\n\n".join(m.content.strip() for m in request.messages or [] if m.role == "system" and m.content.strip())
+    out = [{"role": m.role, "content": m.content} for m in request.messages or [] if m.role != "system"]
+    if system:
+        first_user = next((m for m in out if m["role"] == "user"), None)
+        if first_user is None:
+            out.insert(0, {"role": "user", "content": system})
+        else:
+            first_user["content"] = system + "\n\n" + first_user["content"]
+    return out
+
+
 def effective_ctx(num_ctx: int | None) -> int:
     return max(512, min(int(num_ctx or 8192), MODEL_MAX_CTX))
 
@@ -127,7 +141,7 @@ def effective_max_tokens(requested: int | None, n_ctx: int) -> int:
 def chat_body(request: LLMRequest, n_ctx: int, timeout_s: float | None = None) -> dict[str, Any]:
     """The OpenAI-style chat-completions body sent to llama.cpp (pure, so tests can check it)."""
     body: dict[str, Any] = {
-        "messages": gemma_messages(request),
+        "messages": gemma_chat_messages(request) if request.messages is not None else gemma_messages(request),
         "max_tokens": effective_max_tokens(request.max_tokens, n_ctx),
     }
     if request.temperature is not None:
@@ -319,6 +333,12 @@ class EmbeddedClient(LLMClient):
             timings=timings,
             finish_reason=choice.get("finish_reason"),
         )
+
+    def chat(self, request: LLMRequest) -> LLMResponse:
+        """The same llama.cpp call with the conversation in Gemma's chat template and no schema."""
+        if request.messages is None:
+            raise LLMCallError("A chat request needs its messages.")
+        return self.complete(request.model_copy(update={"json_schema": None}))
 
     def _call(self, loaded: _Loaded, body: dict[str, Any]) -> Any:
         """The blocking llama.cpp call, in a worker thread so that a hard timeout applies to the caller too."""

@@ -80,6 +80,14 @@ class OpenAIClient(LLMClient):
         messages = [{"role": "user", "content": request.prompt}]
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
+        return self._completion(request, messages, request.json_schema)
+
+    def chat(self, request: LLMRequest) -> LLMResponse:
+        """The conversation as it is, and no response_format: conversational answers are prose."""
+        return self._completion(request, [m.model_dump() for m in request.messages or []], None)
+
+    def _completion(self, request: LLMRequest, messages: list[dict[str, str]],
+                    schema: dict[str, Any] | None) -> LLMResponse:
         params: dict[str, Any] = {"model": self.model, "messages": messages}
         # Omit unset values rather than sending nulls, which some servers reject.
         for name in ("temperature", "seed", "max_tokens"):
@@ -89,7 +97,7 @@ class OpenAIClient(LLMClient):
 
         started = time.monotonic()
         try:
-            completion = self._create(params, request.json_schema)
+            completion = self._create(params, schema)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:  # connect timeouts were retried above; this is a slow generation

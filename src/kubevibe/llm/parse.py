@@ -139,3 +139,12 @@ def parse_answer(text: str, model: type[T]) -> T:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             problems.append(f"{where}: {err['msg']}")
         raise AnswerError("The answer did not match the schema: " + "; ".join(problems) + ".") from None
+
+
+_LOOP = re.compile(r"(.{6,80}?)\1{3,}.{0,80}$", re.S)
+
+
+def repeated_tail(text: str) -> bool:
+    """True when the text ends in one run of characters repeated four times or more (a cut-off last copy may
+    follow): a generation that went round in circles until the token limit."""
+    return bool(_LOOP.search(text[-1500:]))

@@ -57,13 +57,25 @@ def write_replay_log(path: str | Path, answers: list[tuple[str, str]]) -> Path:
     return path
 
 
+def _recorded_run(run_dir: Path) -> dict[str, Any]:
+    """The recorded run's run.json, when the log sits in a run directory (else empty)."""
+    try:
+        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
 def _recorded_strategy(run_dir: Path) -> str | None:
     """The generation strategy of the recorded run, read from its run.json when the log sits in a run directory."""
-    try:
-        strategy = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("strategy")
-    except (OSError, ValueError, AttributeError):
-        return None
+    strategy = _recorded_run(run_dir).get("strategy")
     return strategy if strategy in ("scaffold", "full") else None
+
+
+def _recorded_style(run_dir: Path) -> str | None:
+    """The prompting style of the recorded run (run.json `style`), so a replay asks the way the run asked."""
+    style = _recorded_run(run_dir).get("style")
+    return style if style in ("structured", "conversational") else None
 
 
 class ReplayClient(LLMClient):
@@ -81,10 +93,15 @@ class ReplayClient(LLMClient):
         recorded_model = next((r["model"] for r in records if isinstance(r.get("model"), str)), None)
         client = cls(records, recorded_model or settings.model or "replay", str(_log_path(target)))
         client.recorded_strategy = _recorded_strategy(_log_path(target).parent)
+        client.recorded_style = _recorded_style(_log_path(target).parent)
         return client
 
     def describe(self) -> str:
         return f"replay model={self.model} from {self.source} ({self.used}/{len(self.records)} answers used)"
+
+    def chat(self, request: LLMRequest) -> LLMResponse:
+        # A conversational turn is recorded like any call (with the messages sent): answered in order too.
+        return self.complete(request)
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         started = time.monotonic()

@@ -102,8 +102,14 @@ class RunState(BaseModel):
     last_failure: dict[str, Any] | None = None  # {"stage", "summary", "evidence": [...]} for Fix
     deployment: dict[str, Any] | None = None  # what Deploy created, for Connect (addresses, ports)
     connect_report: dict[str, Any] | None = None
+    slo: dict[str, Any] | None = None  # the objectives of --slo (kubevibe.slo.SLO as data); win over extracted ones
+    load_report: dict[str, Any] | None = None  # what LOAD measured (kubevibe.load.LoadReport as data)
     chart: str | None = None  # path of the packaged chart, relative to the run dir
     verified: dict[str, Any] = Field(default_factory=dict)  # what was really checked, for the final summary
+    # `kubevibe refine`: {"request": the follow-up, "parent_run_id", "parent_revision"}; None for a new request.
+    refine: dict[str, Any] | None = None
+    # The conversational style's one conversation (llm.conversation.Conversation as data), continued by resume.
+    conversation: dict[str, Any] | None = None
 
 
 class Interrupted(BaseException):

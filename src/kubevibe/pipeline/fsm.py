@@ -18,8 +18,10 @@ class State(StrEnum):
     VALIDATE = "VALIDATE"
     DEPLOY = "DEPLOY"
     CONNECT = "CONNECT"
+    LOAD = "LOAD"
     CHART = "CHART"
     FIX = "FIX"
+    REFINE = "REFINE"  # the first state of `kubevibe refine`: a follow-up change to a parent run's files
     SUCCESS = "SUCCESS"
     FAIL = "FAIL"
 
@@ -41,10 +43,14 @@ class Transition(NamedTuple):
 
 
 START = State.INTENT
+# Where runs may begin: a new request at INTENT, a refinement of an earlier run at REFINE (then Build onwards).
+REFINE_START = State.REFINE
+ENTRY_STATES = frozenset({START, REFINE_START})
 TERMINAL = frozenset({State.SUCCESS, State.FAIL})
 
 # The order of the main path; used for display and to pick "the earliest invalidated stage".
-PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.CHART)
+PIPELINE = (State.INTENT, State.GENERATE, State.BUILD, State.VALIDATE, State.DEPLOY, State.CONNECT, State.LOAD,
+            State.CHART)
 
 _T = Transition
 TRANSITIONS: tuple[Transition, ...] = (
@@ -59,8 +65,10 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.VALIDATE, Outcome.FAILED, State.FIX),
     _T(State.DEPLOY, Outcome.OK, State.CONNECT),
     _T(State.DEPLOY, Outcome.FAILED, State.FIX),
-    _T(State.CONNECT, Outcome.OK, State.CHART),
+    _T(State.CONNECT, Outcome.OK, State.LOAD),
     _T(State.CONNECT, Outcome.FAILED, State.FIX),
+    _T(State.LOAD, Outcome.OK, State.CHART),
+    _T(State.LOAD, Outcome.FAILED, State.FIX),
     _T(State.CHART, Outcome.OK, State.SUCCESS),
     _T(State.CHART, Outcome.FAILED, State.FIX),
     _T(State.FIX, Outcome.RESUME_BUILD, State.BUILD),
@@ -68,11 +76,18 @@ TRANSITIONS: tuple[Transition, ...] = (
     _T(State.FIX, Outcome.REGENERATE, State.GENERATE),
     # A fix whose LLM call failed or that changed nothing is a failure: ask for a fix again (bounded).
     _T(State.FIX, Outcome.FAILED, State.FIX),
+    # Refine: the follow-up's changes to the parent's files need a new image; an unusable answer is asked again.
+    _T(State.REFINE, Outcome.OK, State.BUILD),
+    _T(State.REFINE, Outcome.FAILED, State.REFINE),
 ) + tuple(_T(s, Outcome.LIMIT, State.FAIL) for s in State if s not in TERMINAL)
 
+# The states during which the deployment Deploy made stays alive. The runner tears it down (cleanup
+# "deployment") after any transition to a state outside this set (other than DEPLOY itself), and at every end.
+DEPLOYED_STATES: frozenset[State] = frozenset({State.CONNECT, State.LOAD})
+
 # A deployment does not survive an interruption (it is always torn down), so a resumed run that stopped
-# before or during CONNECT must deploy again first.
-RESUME_REDIRECT: dict[State, State] = {State.CONNECT: State.DEPLOY}
+# in a state that needs it must deploy again first.
+RESUME_REDIRECT: dict[State, State] = {s: State.DEPLOY for s in DEPLOYED_STATES}
 
 _NEXT: dict[tuple[State, Outcome], State] = {(t.source, t.outcome): t.target for t in TRANSITIONS}
 if len(_NEXT) != len(TRANSITIONS):  # pragma: no cover - guards edits of the table

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from kubevibe.errors import KubeVibeError
 from kubevibe.pipeline.artifacts import IMAGE_INPUTS
 from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
-from kubevibe.pipeline.fsm import TERMINAL, Outcome, State, next_state
+from kubevibe.pipeline.fsm import DEPLOYED_STATES, TERMINAL, Outcome, State, next_state
 from kubevibe.stages import stage_function
 
 
@@ -59,7 +59,7 @@ class SilentReporter:
 
 # What a successful execution of a stage proves about the current files (reset when the files change).
 VERIFIED_BY = {State.BUILD: "built", State.VALIDATE: "validated", State.DEPLOY: "deployed",
-               State.CONNECT: "reachable", State.CHART: "charted"}
+               State.CONNECT: "reachable", State.LOAD: "load", State.CHART: "charted"}
 
 StageLookup = Callable[[State], Callable[[RunContext], StageResult]]
 
@@ -151,6 +151,8 @@ class Runner:
         _write_result(step_dir, result, duration)
         self._record_transition(state, result.outcome, target, result.summary, duration, result.metrics)
         self.reporter.stage_finished(c.steps, state, result, duration, target)
+        if target not in DEPLOYED_STATES and target != State.DEPLOY:
+            ctx.run_cleanup("deployment")  # the deployment lives only while a stage needs it
         return target
 
     # -- limits ---------------------------------------------------------------------------------------
@@ -221,9 +223,19 @@ class Runner:
             chart=self.ctx.state.chart,
             strategy=self.ctx.state.strategy,
             reference=self.ctx.state.reference,
+            load=self.ctx.state.load_report,
         )
+        run["verdict"] = {**(run.get("verdict") or {}), "slo": _slo_verdict(self.ctx)}
         self.ctx.rundir.write_json("run.json", run)
         return end
+
+
+def _slo_verdict(ctx: RunContext) -> dict[str, Any] | None:
+    from kubevibe.load.report import slo_verdict
+    from kubevibe.slo import effective_slo
+
+    stated = effective_slo(ctx.state.slo, ctx.state.intent)[0] is not None
+    return slo_verdict(ctx.state.load_report, stated=stated, verified=bool(ctx.state.verified.get("load")))
 
 
 def _write_result(step_dir, result: StageResult, duration: float) -> None:

@@ -18,8 +18,10 @@ from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
 from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
 from kubevibe.records.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
+from kubevibe.slo import load_slo_file
 
 MAX_PROMPT_CHARS = 20_000
+PUSHED_OUTCOMES = ("success", "unverified")  # --push: only an image that was deployed and answered leaves
 
 
 def check_prompt(prompt: str) -> str:
@@ -33,10 +35,27 @@ def check_prompt(prompt: str) -> str:
 
 
 def resolve_strategy(settings: Settings, llm: LLMClient) -> str:
+    if settings.style == "conversational":
+        # The scaffold is structured by nature (the tool renders the files, the model fills schema fields).
+        if settings.strategy == "scaffold":
+            raise UsageError("The scaffold strategy is structured prompting; with --style conversational use "
+                             "--strategy full or auto.")
+        return "full"
     if settings.strategy != "auto":
         return settings.strategy
     # A replayed run must take the recorded run's path, or its answers stop matching the requests.
     return llm.recorded_strategy or llm.default_strategy
+
+
+def _replayed_style(settings: Settings, resolved: ResolvedSettings,
+                    llm: LLMClient) -> tuple[Settings, ResolvedSettings]:
+    """A replay asks the way the recorded run asked, unless the user chose a style: otherwise its answers stop
+    matching the requests."""
+    if llm.recorded_style is None or resolved.sources.get("style") != "default" or llm.recorded_style == settings.style:
+        return settings, resolved
+    settings = settings.model_copy(update={"style": llm.recorded_style})
+    sources = {**resolved.sources, "style": "replay:recorded run"}
+    return settings, resolved.model_copy(update={"settings": settings, "sources": sources})
 
 
 class Session:
@@ -54,17 +73,30 @@ class Session:
 
     def run(self, reporter: Reporter | None = None) -> RunEnd:
         try:
-            return Runner(self.ctx, self.counters, reporter).run(self.start)
+            end = Runner(self.ctx, self.counters, reporter).run(self.start)
         finally:
             self.ctx.llm.close()
+        if self.ctx.settings.push and end.outcome in PUSHED_OUTCOMES:
+            from kubevibe.publish import record_push
+
+            end = record_push(self.ctx, end)
+        return end
 
 
 def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
     prompt = check_prompt(prompt)
     settings = resolved.settings
+    # A bad SLO file is bad input: it stops the run before anything is created (exit 2).
+    slo = load_slo_file(settings.slo).model_dump(mode="json") if settings.slo else None
     llm, choice = make_client(settings)
+    settings, resolved = _replayed_style(settings, resolved, llm)
+    try:
+        strategy = resolve_strategy(settings, llm)
+    except UsageError:
+        llm.close()
+        raise
     rundir = RunDir.create(settings.runs_dir, llm.model)
-    state = RunState(prompt=prompt, strategy=resolve_strategy(settings, llm))
+    state = RunState(prompt=prompt, strategy=strategy, slo=slo)
     rundir.write_json("run.json", {
         "run_id": rundir.run_id,
         "prompt": prompt,
@@ -73,6 +105,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
         "llm": {"backend": llm.backend, "model": llm.model, "spec": settings.llm, "choice": choice.reason,
                 "describe": llm.describe()},
         "strategy": state.strategy,
+        "style": settings.style,
         "settings": settings.model_dump(mode="json"),
         "sources": resolved.sources,
         "config_file": resolved.config_file,
@@ -81,6 +114,7 @@ def new_session(prompt: str, resolved: ResolvedSettings) -> Session:
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
         "policy": policy_record(settings.policy),
+        "slo": {"objectives": slo, "source": "file", "file": str(settings.slo)} if slo else None,
     })
     ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=ArtifactSet(),
                      run_id=rundir.run_id, deadline=time.monotonic() + settings.timeout)

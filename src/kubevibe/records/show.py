@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kubevibe.records.lineage import chain
 from kubevibe.records.rundir import RunDir
 
 
@@ -26,6 +27,7 @@ def run_summary(path: Path) -> dict[str, Any]:
         "reason": run.get("reason"),
         "llm": run.get("llm", {}),
         "strategy": run.get("strategy"),
+        "style": run.get("style") or (run.get("settings") or {}).get("style") or "structured",
         "intent_method": run.get("settings", {}).get("intent_method"),
         "steps": len(stages),
         "fix_iterations": len(fixes),
@@ -36,6 +38,12 @@ def run_summary(path: Path) -> dict[str, Any]:
         "chart": run.get("chart"),
         "verified": run.get("verified") or {},
         "tests_from": tests_from(run),
+        "parent": run.get("parent"),
+        "lineage": chain(rundir.path),  # the runs this one refines, nearest first
+        "push": run.get("push"),
+        "load": run.get("load"),
+        "resources": resources_line(rundir, run.get("load")),
+        "slo": (run.get("verdict") or {}).get("slo"),
         "transitions": [
             {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
              "duration_s": e.get("duration_s"), "reason": e.get("reason")}
@@ -71,3 +79,46 @@ def verification_line(verified: dict[str, Any], tests_from: str | None = None) -
     elif verified.get("reachable"):
         parts.append("no declared tests")
     return ", ".join(parts) if parts else "nothing verified"
+
+
+def load_line(load: dict[str, Any] | None, slo: dict[str, Any] | None) -> str | None:
+    """What LOAD measured and what it means, with the resources measured against those requested, e.g.
+    'objectives met: p95 12 ms ...; memory measured 21.2 MiB, the manifest requested 128Mi'. None: no LOAD ran."""
+    if not load:
+        return None
+    from kubevibe.load.report import LoadReport
+
+    report = LoadReport.model_validate(load)
+    if slo is not None:
+        head = "objectives met" if slo.get("met") else "objectives NOT met (" + "; ".join(slo.get("missed") or
+                                                                                        ["not measured"]) + ")"
+    else:
+        head = "no objectives stated"
+    return f"{head}: {report.figures()}"
+
+
+def resources_line(rundir: RunDir, load: dict[str, Any] | None) -> str | None:
+    """Measured use against what is requested: the chart's sizing from the measurement, and the manifest's guess."""
+    if not load:
+        return None
+    from kubevibe.load.report import sized_resources
+    from kubevibe.manifests import ManifestError, containers, load_manifest, workloads
+
+    sized = sized_resources(load)
+    if sized is None:
+        return None
+    declared = "none"
+    revisions = rundir.revisions()
+    manifest = rundir.revision_dir(revisions[-1]) / "vibe.yaml" if revisions else None
+    if manifest is not None and manifest.is_file():
+        try:
+            found = [c.get("resources") for d in workloads(load_manifest(manifest.read_text(encoding="utf-8")))
+                     for c in containers(d) if isinstance(c.get("resources"), dict)]
+        except ManifestError:
+            found = []
+        if found:
+            declared = ", ".join(f"{k} {v}" for k, v in sorted((found[0].get("requests") or {}).items())) or "none"
+    req, lim = sized["requests"], sized["limits"]
+    return (f"measured peak {load.get('peak_memory_mib')} MiB, {load.get('peak_cpu')} cores -> chart requests "
+            f"cpu {req['cpu']}, memory {req['memory']} (limits cpu {lim['cpu']}, memory {lim['memory']}); "
+            f"the generated manifest requested {declared}")

@@ -18,8 +18,10 @@ STAGE_FUNCTIONS: dict[State, str] = {
     State.VALIDATE: "kubevibe.stages.validate:run",
     State.DEPLOY: "kubevibe.stages.deploy:run",
     State.CONNECT: "kubevibe.stages.connect:run",
+    State.LOAD: "kubevibe.stages.load:run",
     State.CHART: "kubevibe.stages.chart:run",
     State.FIX: "kubevibe.stages.fix:run",
+    State.REFINE: "kubevibe.stages.refine:run",
 }
 
 

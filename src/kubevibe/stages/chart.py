@@ -33,6 +33,7 @@ import yaml
 
 from kubevibe import exec as kexec
 from kubevibe import manifests
+from kubevibe.load.report import sized_resources, sizing_note
 from kubevibe.manifests import ManifestError, describe, dns_label
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
@@ -69,7 +70,7 @@ def run(ctx: RunContext) -> StageResult:
         if ctx.state.image:
             docs = manifests.set_image(docs, ctx.state.image)
         model = chart_model(docs, image=ctx.state.image, intent=ctx.state.intent, prompt=ctx.state.prompt,
-                            run_id=ctx.run_id)
+                            run_id=ctx.run_id, load_report=ctx.state.load_report)
     except (ManifestError, ChartInputError) as exc:
         message = exc.message if isinstance(exc, ManifestError) else str(exc)
         return StageResult.failed(f"cannot make a chart: {message}",
@@ -166,8 +167,11 @@ def chart_name(text: str) -> str:
 
 
 def chart_model(docs: list[dict], *, image: str | None, intent: dict | None, prompt: str = "",
-                run_id: str = "") -> dict[str, Any]:
-    """Everything the chart templates need, from the (image-substituted) manifest. Pure."""
+                run_id: str = "", load_report: dict | None = None) -> dict[str, Any]:
+    """Everything the chart templates need, from the (image-substituted) manifest. Pure.
+
+    With a LOAD measurement (load_report), the main container's resources are sized from it (requests = the
+    measured peak, limits with a stated margin) instead of the manifest's guess, and the chart says so."""
     deployments = manifests.deployments(docs)
     if not deployments:
         raise ChartInputError(f"{MANIFEST} has no Deployment to make a chart of.")
@@ -192,6 +196,8 @@ def chart_model(docs: list[dict], *, image: str | None, intent: dict | None, pro
     repository, tag = manifests.split_image(built)
     tag = tag or "latest"
 
+    declared = main.get("resources") if isinstance(main.get("resources"), dict) else {}
+    measured = sized_resources(load_report, str(main.get("name") or "")) if load_report else None
     model: dict[str, Any] = {
         "name": name,
         "run_id": run_id,
@@ -204,7 +210,9 @@ def chart_model(docs: list[dict], *, image: str | None, intent: dict | None, pro
         "image_tag": tag,
         "pull_policy": main.get("imagePullPolicy") or "IfNotPresent",
         "replicas": _int(deployment.get("spec", {}).get("replicas"), 1),
-        "resources": main.get("resources") if isinstance(main.get("resources"), dict) else {},
+        "resources": measured or declared,
+        "declared_resources": declared,
+        "sizing": sizing_note(load_report) if measured and load_report else None,
         "service_type": service.get("spec", {}).get("type") or "ClusterIP",
         "service_port": main_port.get("port"),
         "target_port": target,
@@ -393,6 +401,7 @@ def render_chart(model: dict[str, Any]) -> dict[str, str]:
         "templates/deployment.yaml": render("deployment.yaml.j2", **model["deployment"]),
         "templates/service.yaml": render("service.yaml.j2", **model["service"]),
         "templates/NOTES.txt": render("NOTES.txt.j2"),
+        "README.md": render("README.md.j2"),
     }
     for doc in model["extras"]:
         base = chart_name(f"{doc.get('kind', 'object')}-{manifests.name_of(doc)}")

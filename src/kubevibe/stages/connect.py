@@ -5,7 +5,8 @@
 2. With a service spec (intent method json-with-required): each test case must return its expected status and
    body; each declared endpoint that no test case covers must answer without 5xx, 404 or 405.
 Failures carry the request, the response and the container logs, and name the port when nothing answers there.
-At the end, whatever the outcome, the logs are kept and the deployment is torn down.
+At the end the logs are kept; the deployment stays up for the stages after Connect (the runner owns its
+lifetime, see fsm.DEPLOYED_STATES).
 """
 
 from __future__ import annotations
@@ -349,15 +350,13 @@ def run(ctx: RunContext) -> StageResult:
     info = DeploymentInfo.model_validate(ctx.state.deployment)
     spec = (ctx.state.intent or {}).get("spec")
     target = get_target(info.target)
-    try:
-        with http_client() as client:
-            checker = _Checker(ctx, info, client, target)
-            with checker.ports:
-                checker.check_ports(ctx.timeout(READY_DEADLINE_S))
-                checker.check_spec(spec)
-        logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
-    finally:
-        ctx.run_cleanup("deployment")  # after the logs are collected; Chart does not need the pods
+    # The deployment stays up: the runner tears it down once the run leaves the states that need it.
+    with http_client() as client:
+        checker = _Checker(ctx, info, client, target)
+        with checker.ports:
+            checker.check_ports(ctx.timeout(READY_DEADLINE_S))
+            checker.check_spec(spec)
+    logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
     report = checker.report
     tests = report["tests"]
     passed = sum(1 for t in tests if t.get("passed"))

@@ -19,6 +19,7 @@ from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import resume_outcome
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult, trim_middle
 from kubevibe.pipeline.fsm import Outcome
+from kubevibe.slo import objectives_text
 
 # Roughly 3 characters per token; the rest of the context goes to the files and the instructions.
 CHARS_PER_TOKEN = 3
@@ -43,6 +44,10 @@ def run(ctx: RunContext) -> StageResult:
     if ctx.settings.fix_from_zero:
         return StageResult(outcome=Outcome.REGENERATE,
                            summary="FIXFZERO=1: discarding the artifacts and generating from scratch")
+    if ctx.settings.style == "conversational":
+        from kubevibe.stages import conversational
+
+        return conversational.fix(ctx)
     if ctx.state.strategy == "scaffold":
         # The model only wrote the handler bodies, and a small model cannot edit whole files (measured: it
         # rewrites them wrongly). Its part is redone instead, with the next step's seed.
@@ -81,7 +86,7 @@ def build_prompt(ctx: RunContext, failure: dict) -> str:
         "fix.j2",
         stage=failure.get("stage", "unknown"),
         summary=failure.get("summary", ""),
-        intent=intent.for_prompt() if intent else ctx.state.prompt,
+        intent=intent.for_prompt(objectives_text(ctx.state.slo, ctx.state.intent)) if intent else ctx.state.prompt,
         evidence=render_evidence(evidence, budget),
         files=files,
     )

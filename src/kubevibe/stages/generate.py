@@ -15,6 +15,7 @@ from kubevibe.llm.call import ask
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.slo import objectives_text
 
 
 class GeneratedArtifacts(BaseModel):
@@ -39,6 +40,10 @@ def _ensure_newline(text: str) -> str:
 
 
 def run(ctx: RunContext) -> StageResult:
+    if ctx.settings.style == "conversational":
+        from kubevibe.stages import conversational
+
+        return conversational.generate(ctx)
     if ctx.state.strategy == "scaffold":
         from kubevibe import scaffold
 
@@ -49,7 +54,8 @@ def run(ctx: RunContext) -> StageResult:
 def generate_full(ctx: RunContext) -> StageResult:
     intent = Intent.model_validate(ctx.state.intent)
     port = intent.spec.target_port if intent.spec else None
-    prompt = prompts.render("generate.j2", intent=intent.for_prompt(), port=port)
+    objectives = objectives_text(ctx.state.slo, ctx.state.intent)
+    prompt = prompts.render("generate.j2", intent=intent.for_prompt(objectives), port=port)
     answer = ask(ctx, "generate", prompt, GeneratedArtifacts, system=prompts.render("system.j2"))
     if not answer.ok:
         return StageResult.failed(f"generation failed: {answer.error}",

@@ -17,18 +17,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kubevibe import prompts
-from kubevibe.intent import Intent, ServiceSpec
+from kubevibe.intent import Intent, ServiceSpec, lenient_slo
+from kubevibe.slo import SLO, extracted_slo
 from kubevibe.llm.call import ask
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.spec_limits import INTENT_MAX_TOKENS, limits_for, spec_schema, tidy_spec, unrelated_to_request
 
 JUDGE_THRESHOLD = 7
 
 
 class CuratedDescription(BaseModel):
     description: str = Field(..., min_length=1)
+    slo: SLO | None = Field(None, description="service-level objectives the request states, else null")
+
+    _slo = field_validator("slo", mode="wrap")(lenient_slo)
 
 
 class FreeFormJSON(BaseModel):
@@ -87,8 +92,9 @@ def run(ctx: RunContext) -> StageResult:
 
 def _summary(intent: Intent) -> str:
     if intent.spec:
+        notes = f" ({'; '.join(intent.notes)})" if intent.notes else ""
         return (f"service spec {intent.spec.name!r}: {len(intent.spec.endpoints)} endpoints, "
-                f"{len(intent.spec.test_cases)} test cases")
+                f"{len(intent.spec.test_cases)} test cases{notes}")
     return f"curated intent ({intent.method}, {len(intent.text)} characters)"
 
 
@@ -100,7 +106,8 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
         answer = ask(ctx, "intent", prompt, CuratedDescription, system=prompts.render("system.j2"))
         if not answer.ok:
             return None, answer.error
-        return Intent(request=request, method=method, text=answer.value.description.strip()), None
+        slo = answer.value.slo.model_dump(mode="json") if answer.value.slo else None
+        return Intent(request=request, method=method, text=answer.value.description.strip(), slo=slo), None
     if method == "only-json-as-format":
         prompt = prompts.render("intent_json.j2", request=request, feedback=feedback)
         answer = ask(ctx, "intent", prompt, FreeFormJSON, system=prompts.render("system.j2"))
@@ -110,15 +117,34 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
         if not data:
             return None, "The answer was an empty JSON object."
         text = "Build the service described by this JSON:\n" + json.dumps(data, indent=2)
-        return Intent(request=request, method=method, text=text), None
+        found = extracted_slo({"slo": data.get("slo")})
+        return Intent(request=request, method=method, text=text,
+                      slo=found.model_dump(mode="json") if found else None), None
     if method == "json-with-required":
-        prompt = prompts.render("intent_spec.j2", request=request, feedback=feedback)
-        answer = ask(ctx, "intent", prompt, ServiceSpec, system=prompts.render("system.j2"))
+        limits = limits_for(ctx.state.strategy)
+        prompt = prompts.render("intent_spec.j2", request=request, feedback=feedback or _previous_failure(ctx),
+                                limits=limits if limits.check_relevance else None)
+        answer = ask(ctx, "intent", prompt, ServiceSpec, system=prompts.render("system.j2"),
+                     schema=spec_schema(limits),
+                     max_tokens=min(ctx.settings.max_tokens, INTENT_MAX_TOKENS) if limits.check_relevance else None)
         if not answer.ok:
             return None, answer.error
-        spec = answer.value
-        return Intent(request=request, method=method, text=spec.description or request, spec=spec), None
+        spec, notes = tidy_spec(answer.value, limits)
+        if limits.check_relevance:
+            unrelated = unrelated_to_request(spec, request)
+            if unrelated:
+                return None, unrelated
+        slo = spec.slo.model_dump(mode="json") if spec.slo else None
+        intent = Intent(request=request, method=method, text=spec.description or request, spec=spec, slo=slo)
+        intent.notes = notes
+        return intent, None
     raise AssertionError(f"unhandled intent method {method}")  # settings validation admits only the five
+
+
+def _previous_failure(ctx: RunContext) -> str:
+    """Why the last Intent attempt failed, so that a retry is told (the table re-enters Intent after a failure)."""
+    last = ctx.state.last_failure or {}
+    return last.get("summary", "") if last.get("stage") == "INTENT" else ""
 
 
 def _examples(request: str) -> str:

@@ -51,6 +51,26 @@ class PodInfo(BaseModel):
     loopback_only: list[int] = Field(default_factory=list)  # TCP ports bound to 127.0.0.1/::1 only
 
 
+class PublishedPort(BaseModel):
+    """A container port the target published on a loopback address of this machine (local engine only)."""
+
+    workload: str  # the played workload's name; its pod's name starts with it
+    container_port: int
+    host_ip: str = "127.0.0.1"
+    host_port: int
+
+
+class ContainerUsage(BaseModel):
+    """One reading of a container's resource use, as the engine reports it."""
+
+    pod: str
+    container: str
+    cpu_time_s: float | None = None  # cumulative CPU time (podman); CPU use is its rate between readings
+    cpu_cores: float | None = None  # current CPU use, when the engine reports a rate (the metrics API)
+    memory_bytes: int | None = None
+    memory_limit_bytes: int | None = None  # what the engine enforces (the host's memory when no limit)
+
+
 class ServicePortInfo(BaseModel):
     service: str
     port: int | None
@@ -68,6 +88,13 @@ class DeploymentInfo(BaseModel):
     containers: list[ContainerInfo] = Field(default_factory=list)
     service_ports: list[ServicePortInfo] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)  # what the target changed in the played copy, and why
+    published: list[PublishedPort] = Field(default_factory=list)  # loopback ports for traffic from this machine
+
+    def published_port(self, pod: str, port: int) -> PublishedPort | None:
+        for p in self.published:
+            if p.container_port == port and (pod == p.workload or pod.startswith(p.workload + "-")):
+                return p
+        return None
 
     def pods_for(self, port: ServicePortInfo) -> list[PodInfo]:
         return [p for p in self.pods if selects(port.selector, p.labels)]
@@ -130,6 +157,10 @@ class Target(ABC):
         until the context ends. Default: the pod's own address (podman pods are reachable from the host). A target
         whose pods are not (a cluster) forwards a local port. Raises TargetFailure if the pod cannot be reached."""
         return _direct(f"http://{pod.ip}:{port}")
+
+    def usage(self, ctx: "RunContext", info: DeploymentInfo) -> list[ContainerUsage] | None:
+        """One reading of every container's CPU and memory use; None when the target cannot tell."""
+        return None
 
     # Checks only the target itself can make (a cluster's server-side dry run). Validate and Chart call them when
     # server_checks is set, after their own offline checks passed.

@@ -69,6 +69,7 @@ from kubevibe.pipeline.context import Evidence
 from kubevibe.targets.base import (
     RUN_LABEL,
     ContainerInfo,
+    ContainerUsage,
     DeploymentInfo,
     PodInfo,
     Target,
@@ -604,6 +605,27 @@ def dry_run_findings(result: CommandResult) -> tuple[list[str], list[str]]:
     return findings, notes
 
 
+_CPU = re.compile(r"^(\d+(?:\.\d+)?)(n|u|m)?$")
+_MEMORY = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "K": 1000, "M": 1000**2, "G": 1000**3, "": 1}
+
+
+def top_usage(text: str, pods: set[str]) -> list[ContainerUsage]:
+    """ContainerUsage of `kubectl top pod --containers --no-headers` lines: `POD CONTAINER 3m 21Mi`."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 4 or (pods and fields[0] not in pods):
+            continue
+        cpu = _CPU.match(fields[2])
+        mem = re.match(r"^(\d+(?:\.\d+)?)([KMGT]i?)?$", fields[3])
+        cores = None
+        if cpu:
+            cores = float(cpu.group(1)) * {"n": 1e-9, "u": 1e-6, "m": 1e-3, None: 1.0}[cpu.group(2)]
+        memory = round(float(mem.group(1)) * _MEMORY[mem.group(2) or ""]) if mem else None
+        out.append(ContainerUsage(pod=fields[0], container=fields[1], cpu_cores=cores, memory_bytes=memory))
+    return out
+
+
 def parse_forwarding_port(line: str) -> int | None:
     """The local port of `Forwarding from 127.0.0.1:43567 -> 5000` (kubectl port-forward's first lines)."""
     m = re.match(r"^Forwarding from (?:127\.0\.0\.1|\[::1\]|localhost|[\d.]+):(\d+) -> \d+", line.strip())
@@ -911,6 +933,16 @@ class KubernetesTarget(Target):
             yield f"http://127.0.0.1:{local}"
         finally:
             forward.stop()
+
+    # -- resource use: the metrics API, best effort -----------------------------------------------------------------
+    def usage(self, ctx: "RunContext", info: DeploymentInfo) -> list[ContainerUsage] | None:
+        """`kubectl top pod --containers` of the run's pods; None when the cluster has no metrics API (metrics-server
+        absent, or no reading yet: it samples every ~15 s, so a short load may see none)."""
+        result = self.kubectl(ctx, ["top", "pod", "--containers", "--no-headers", "--namespace",
+                                    namespace_name(info.run_id), REQUEST_TIMEOUT], timeout=20)
+        if not result.ok:
+            return None
+        return top_usage(result.stdout, {p.name for p in info.pods})
 
     # -- checks only a cluster can make --------------------------------------------------------------------------------
     def server_validate(self, ctx: "RunContext", docs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

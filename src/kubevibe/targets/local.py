@@ -4,7 +4,9 @@ What podman 4.3 does differently from Kubernetes, and how the played copy of the
 (every change is listed in DeploymentInfo.notes, so nothing is silent):
   * `kube play` publishes every declared containerPort on the host's 0.0.0.0, so two runs (or two replicas) with
     the same port collide. Pods are reachable at their own address on any port, so the played copy has no
-    `ports`; the Services' targetPorts are resolved from the original manifest instead.
+    `ports`; the Services' targetPorts are resolved from the original manifest instead. Each Service targetPort
+    is then published on 127.0.0.1 only, on a free port of this machine (hostIP + hostPort), so traffic from
+    here, the LOAD stage's above all, goes to loopback and never to the pods' private addresses.
   * Pod names are global: workloads are renamed `<name>-<run token>` so concurrent runs never clash.
   * `replicas: N` makes N pods; one is enough to show the service works, and cheaper on small machines.
   * restartPolicy Always restarts a crashing container ten times a second with no back-off and mixes the logs
@@ -18,24 +20,30 @@ Everything gets the label io.kubevibe.run=<run id>; teardown finds pods and the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
 import re
+import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubevibe.errors import KubeVibeError
 from kubevibe.exec import CommandResult, run
-from kubevibe.manifests import containers, dump_manifest, pod_template, set_image, workloads
+from kubevibe.manifests import containers, dump_manifest, pod_labels, pod_template, selects, set_image, workloads
 from kubevibe.pipeline.context import Evidence
 from kubevibe.podman_conf import podman_env
 from kubevibe.targets.base import (
     RUN_LABEL,
     ContainerInfo,
+    ContainerUsage,
     DeploymentInfo,
     PodInfo,
+    PublishedPort,
+    ServicePortInfo,
     Target,
     TargetFailure,
     service_port_infos,
@@ -123,6 +131,35 @@ def _adapt_workload(doc: dict[str, Any], token: str, label: str, notes: list[str
         if dropped:
             notes.append(f"{what} container {container.get('name')}: dropped {', '.join(dropped)}")
         container["imagePullPolicy"] = "IfNotPresent"
+
+
+def publish_loopback(played: list[dict[str, Any]], service_ports: list[ServicePortInfo],
+                     free_port: Callable[[], int]) -> list[PublishedPort]:
+    """Publish every Service targetPort of the workloads a Service selects on 127.0.0.1:<free port> (in place:
+    a `ports` entry with hostIP and hostPort on the pod's first container; ports are per pod in podman)."""
+    published: list[PublishedPort] = []
+    for doc in workloads(played):
+        labels = pod_labels(doc)
+        first = next(iter(containers(doc)), None)
+        if first is None:
+            continue
+        for sp in service_ports:
+            if sp.target_port is None or not selects(sp.selector, labels):
+                continue
+            if any(p.workload == doc["metadata"]["name"] and p.container_port == sp.target_port for p in published):
+                continue
+            host_port = free_port()
+            first.setdefault("ports", []).append({"containerPort": sp.target_port, "hostIP": "127.0.0.1",
+                                                  "hostPort": host_port})  # fmt: skip
+            published.append(PublishedPort(workload=doc["metadata"]["name"], container_port=sp.target_port,
+                                           host_port=host_port))  # fmt: skip
+    return published
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # --- reading podman's answers (pure) --------------------------------------------------------------------------------
@@ -229,12 +266,16 @@ class LocalTarget(Target):
     def deploy(self, ctx: "RunContext", docs: list[dict[str, Any]], image: str) -> DeploymentInfo:
         run_id, log_file = ctx.run_id, ctx.log_file
         played, notes = played_manifest(docs, image, run_id)
+        ports = service_port_infos(docs)
+        published = publish_loopback(played, ports, free_loopback_port)
+        notes += [f"{p.workload}: port {p.container_port} published on {p.host_ip}:{p.host_port} only"
+                  for p in published]  # fmt: skip
         played_file = ctx.stage_dir / "played.yaml"
         played_file.write_text(dump_manifest(played), encoding="utf-8")
         network = network_name(run_id)
         info = DeploymentInfo(
             target=self.name, run_id=run_id, network=network, manifest_file=str(played_file),
-            expected_pods=len(workloads(played)), service_ports=service_port_infos(docs), notes=notes,
+            expected_pods=len(workloads(played)), service_ports=ports, notes=notes, published=published,
         )  # fmt: skip
         if info.expected_pods == 0:
             raise TargetFailure("The manifest has no Deployment or Pod to run.",
@@ -248,6 +289,19 @@ class LocalTarget(Target):
         created.check(hint="podman could not create a network; see `podman network ls`.")
         play = self._run(["kube", "play", "--network", network, "--tls-verify=false", str(played_file)],
                          log_file, timeout=ctx.timeout(PLAY_TIMEOUT_S))  # fmt: skip
+        if not play.ok and "address already in use" in play.output and published:
+            # Another process took a free port between our choice and podman's bind: choose again, once.
+            self._teardown(run_id, played_file, log_file)
+            created = self._run(["network", "create", "--label", f"{RUN_LABEL}={label_value(run_id)}", network],
+                                log_file)  # fmt: skip
+            created.check(hint="podman could not create a network; see `podman network ls`.")
+            for doc in workloads(played):
+                for container in containers(doc):
+                    container.pop("ports", None)
+            info.published = publish_loopback(played, ports, free_loopback_port)
+            played_file.write_text(dump_manifest(played), encoding="utf-8")
+            play = self._run(["kube", "play", "--network", network, "--tls-verify=false", str(played_file)],
+                             log_file, timeout=ctx.timeout(PLAY_TIMEOUT_S))  # fmt: skip
         if not play.ok:
             raise TargetFailure(
                 f"podman kube play failed: {_last_error_line(play)}",
@@ -324,6 +378,28 @@ class LocalTarget(Target):
                      for key, text in logs.items()]  # fmt: skip
         return TargetFailure(f"not ready after {timeout:.0f}s: {missing}", evidence, info)
 
+    # -- reaching a pod, resource use ---------------------------------------------------------------------------------
+    def open_port(self, ctx: "RunContext", info: DeploymentInfo, pod: PodInfo,
+                  port: int) -> contextlib.AbstractContextManager[str]:
+        """The loopback port the played copy published for `port`, else the pod's own address."""
+        published = info.published_port(pod.name, port)
+        if published is not None:
+            return _url(f"http://{published.host_ip}:{published.host_port}")
+        return super().open_port(ctx, info, pod, port)
+
+    def usage(self, ctx: "RunContext", info: DeploymentInfo) -> list[ContainerUsage] | None:
+        names = {c.engine_name: c for c in info.containers if c.engine_name}
+        if not names:
+            return []
+        result = self._run(["stats", "--no-stream", "--format", "json", *names], None, timeout=30)
+        if not result.ok:
+            return None  # a container that exited has no stats; the caller keeps the readings it has
+        try:
+            entries = json.loads(result.stdout or "[]") or []
+        except ValueError:
+            return None
+        return stats_usage(entries, names)
+
     # -- logs -------------------------------------------------------------------------------------------------------
     def collect_logs(self, ctx: "RunContext", info: DeploymentInfo, directory: Path) -> dict[str, str]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -388,6 +464,46 @@ def _listening(inspected: list[dict[str, Any]], pod_id: str) -> tuple[list[int],
             return None
         return split_listening(sockets)
     return None
+
+
+@contextlib.contextmanager
+def _url(url: str) -> Iterator[str]:
+    yield url
+
+
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}  # fmt: skip
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes of a podman size such as `12.69MB` (decimal units, as podman prints) or `128MiB`."""
+    m = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", text or "")
+    if not m or m.group(2).lower() not in _UNITS:
+        return None
+    return round(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds of a Go duration such as `1m2.5s` or `64.28ms`."""
+    parts = re.findall(r"([\d.]+)(ns|us|µs|μs|ms|s|m|h)", text or "")
+    if not parts or "".join(n + u for n, u in parts) != (text or "").strip():
+        return None
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def stats_usage(entries: list[dict[str, Any]], containers_by_name: dict[str, ContainerInfo]) -> list[ContainerUsage]:
+    """ContainerUsage of `podman stats --no-stream --format json` entries (infra containers left out)."""
+    out = []
+    for entry in entries:
+        known = containers_by_name.get(str(entry.get("name", "")))
+        if known is None:
+            continue
+        used, _, limit = str(entry.get("mem_usage", "")).partition("/")
+        out.append(ContainerUsage(pod=known.pod, container=known.name,
+                                  cpu_time_s=parse_duration(str(entry.get("cpu_time", ""))),
+                                  memory_bytes=parse_size(used), memory_limit_bytes=parse_size(limit)))
+    return out
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours (Flask, uvicorn) are noise in evidence

@@ -228,7 +228,18 @@ def test_symlink_bind_mount_escape_is_refused_before_any_build(runs, tmp_path):
     fix_call = [json.loads(line) for line in (run / "llm.jsonl").read_text().splitlines()][-1]
     assert fix_call["purpose"] == "fix" and "CVE-2024-1753" in fix_call["request"]["prompt"]
     assert not marker.exists() and list(target_dir.iterdir()) == []
-    label = f"label={RUN_LABEL}={label_value(run.name)}"
-    assert podman("images", "--quiet", "--filter", label).split() == []
+    assert images_of_run(run.name) == []
     record = json.loads((run / "run.json").read_text())
     assert record["settings"]["policy"] == "baseline" and record["policy"]["level"] == "baseline"
+
+
+def images_of_run(run_id: str, attempts: int = 5) -> list[str]:
+    """The run's images. Listing can fail while other jobs remove their images at the same moment ("image not
+    known"): a bounded retry, then the error."""
+    argv = [str(find_tool("podman")), "images", "--quiet", "--filter", f"label={RUN_LABEL}={label_value(run_id)}"]
+    for attempt in range(attempts):
+        result = run_command(argv, timeout=60, env=podman_env())
+        if result.ok:
+            return result.stdout.split()
+        time.sleep(0.5 * (attempt + 1))
+    raise AssertionError(result.describe() + "\n" + result.output)

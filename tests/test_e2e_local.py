@@ -20,11 +20,10 @@ from engine_helpers import NOTHING, leftovers, require_engine
 from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST, KNOWN_GOOD_REQUIREMENTS
 
 from kubevibe.exec import run as run_command
+from kubevibe.llm.replay import write_replay_log
 from kubevibe.podman_conf import podman_env
 from kubevibe.targets.base import RUN_LABEL
 from kubevibe.targets.local import label_value
-from kubevibe.llm.replay import write_replay_log
-from kubevibe.podman_conf import podman_env
 from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine
@@ -208,3 +207,46 @@ def test_ctrl_c_during_deploy_leaves_nothing_behind(runs, tmp_path):
     assert leftovers(run_id) == NOTHING
     record = json.loads((runs.run_dir() / "run.json").read_text())
     assert record["outcome"] == "interrupted"
+
+
+def test_symlink_bind_mount_escape_is_refused_before_any_build(runs, tmp_path):
+    # The CVE-2024-1753 shape aimed at a marker under a temp dir: if the engine ever ran it, the marker would
+    # appear on the host. The pre-check must refuse it before any engine command, and Fix gets the reason.
+    target_dir = tmp_path / "host-side"
+    target_dir.mkdir()
+    marker = target_dir / "escaped-marker"
+    escape = (f"FROM localhost/kubevibe/python:3.11-bookworm AS base\n"
+              f"RUN ln -s {target_dir} /hostlink\n"
+              f"FROM localhost/kubevibe/python:3.11-bookworm\n"
+              f"RUN --mount=type=bind,rw,source=/hostlink,target=/mnt,from=base touch /mnt/escaped-marker\n")
+    code, summary, run = runs.run([("intent", json.dumps(SPEC)), ("generate", generated(containerfilecontent=escape))],
+                                  "--max-fixes", "1")
+    assert code == 1 and summary["outcome"] == "fail"
+    build = next(t for t in summary["transitions"] if t["from"] == "BUILD")
+    assert build["to"] == "FIX" and build["result"] == "failed"
+    assert "Dockerfile pre-check" in build["reason"] and "from=base" in build["reason"]
+    (step,) = run.glob("steps/*-build")
+    evidence = json.loads((step / "result.json").read_text())["evidence"]
+    assert {e["detail"] for e in evidence} == {"check: dockerfile-precheck (mount-from)",
+                                               "check: dockerfile-precheck (mount-bind-rw)"}
+    log = step / "commands.log"
+    assert not log.exists() or " build " not in log.read_text()  # no engine command ran for this step
+    assert not (step / "context").exists()
+    fix_call = [json.loads(line) for line in (run / "llm.jsonl").read_text().splitlines()][-1]
+    assert fix_call["purpose"] == "fix" and "CVE-2024-1753" in fix_call["request"]["prompt"]
+    assert not marker.exists() and list(target_dir.iterdir()) == []
+    assert images_of_run(run.name) == []
+    record = json.loads((run / "run.json").read_text())
+    assert record["settings"]["policy"] == "baseline" and record["policy"]["level"] == "baseline"
+
+
+def images_of_run(run_id: str, attempts: int = 5) -> list[str]:
+    """The run's images. Listing can fail while other jobs remove their images at the same moment ("image not
+    known"): a bounded retry, then the error."""
+    argv = [str(find_tool("podman")), "images", "--quiet", "--filter", f"label={RUN_LABEL}={label_value(run_id)}"]
+    for attempt in range(attempts):
+        result = run_command(argv, timeout=60, env=podman_env())
+        if result.ok:
+            return result.stdout.split()
+        time.sleep(0.5 * (attempt + 1))
+    raise AssertionError(result.describe() + "\n" + result.output)

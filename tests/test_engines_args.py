@@ -59,8 +59,23 @@ def test_get_builder_unknown_name_is_usage_error():
 
 def test_podman_build_minimal():
     assert podman_build_argv("podman", Path("/ctx"), "localhost/a:1") == [
-        "podman", "build", "--format", "docker", "--layers", "-t", "localhost/a:1", "/ctx",
+        "podman", "build", "--format", "docker", "--layers", "--cap-drop=ALL",
+        "--cap-add=CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETFCAP,SETGID,SETUID", "-t", "localhost/a:1", "/ctx",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("podman", "buildah", "vulnerable"), [
+    ("4.3.1", "1.28.2", True), ("5.0.0", "1.35.0", True), ("5.0.1", "1.35.3", False), ("5.4.2", "1.39.3", False),
+    ("5.4.2", None, False), (None, None, None),
+])
+def test_build_escape_status_by_version(podman, buildah, vulnerable):
+    from kubevibe.engines.hardening import escape_status
+
+    status = escape_status(podman, buildah)
+    assert status.vulnerable is vulnerable
+    assert "Dockerfile pre-check before every build" in status.text()
+    if vulnerable:
+        assert "known vulnerable to build-time escapes (CVE-2024-1753" in status.text()
 
 
 def test_podman_build_all_options_context_last():

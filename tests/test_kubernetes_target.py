@@ -104,7 +104,11 @@ def test_namespace_names_are_dns_labels_unique_per_run():
     for name in (namespace_name(long_a), namespace_name("___"), namespace_name("A-")):
         assert name.startswith("kv-") and len(name) <= 63 and not name.endswith("-")
     obj = namespace_object("20261124T101500Z-abc123", owner="host/1/2")
-    assert obj["metadata"]["labels"] == {MANAGED_BY_LABEL: "kubevibe", RUN_LABEL: "20261124T101500Z-abc123"}
+    assert obj["metadata"]["labels"] == {MANAGED_BY_LABEL: "kubevibe", RUN_LABEL: "20261124T101500Z-abc123",
+                                         **{f"pod-security.kubernetes.io/{m}": "baseline"
+                                            for m in ("enforce", "warn", "audit")}}
+    restricted = namespace_object("r", level="restricted")["metadata"]["labels"]
+    assert restricted["pod-security.kubernetes.io/enforce"] == "restricted"
     assert obj["metadata"]["annotations"] == {OWNER_ANNOTATION: "host/1/2"}
 
 
@@ -362,7 +366,8 @@ def test_the_run_namespace_is_labelled_reused_and_deleted_with_its_labels(tmp_pa
     name = target.ensure_namespace(ctx)
     assert name == namespace_name(ctx.run_id) and api.namespaces() == [name]
     meta = api.get("v1", "Namespace", name)["metadata"]
-    assert meta["labels"] == {MANAGED_BY_LABEL: "kubevibe", RUN_LABEL: ctx.run_id}
+    assert meta["labels"] == {MANAGED_BY_LABEL: "kubevibe", RUN_LABEL: ctx.run_id,
+                              **{f"pod-security.kubernetes.io/{m}": "baseline" for m in ("enforce", "warn", "audit")}}
     assert owner_alive(meta["annotations"][OWNER_ANNOTATION]) is True
     assert KubernetesTarget().ensure_namespace(ctx) == name  # a later stage reuses it (and its cleanup)
     assert api.paths("POST").count("/api/v1/namespaces") == 1
@@ -372,6 +377,19 @@ def test_the_run_namespace_is_labelled_reused_and_deleted_with_its_labels(tmp_pa
     assert deletes and all(p == f"/api/v1/namespaces/{name}" or "/pods/" in p for p, _ in deletes)
     label_query = [q for m, p, q in api.requests if m == "GET" and p == "/api/v1/namespaces" and "labelSelector" in q]
     assert label_query[0]["labelSelector"] == [f"{MANAGED_BY_LABEL}=kubevibe,{RUN_LABEL}={ctx.run_id}"]
+
+
+def test_the_run_namespace_carries_the_policy_level_for_pod_security_admission(tmp_path, api):
+    settings = {"target": "kubernetes", "kubeconfig": api.kubeconfig(tmp_path), "registry": "localhost:5001",
+                "policy": "restricted"}
+    ctx = make_context(tmp_path, known_good_artifacts(), state=built_state(BUILT), settings_overrides=settings,
+                       stage=State.VALIDATE, step=4)
+    name = KubernetesTarget().ensure_namespace(ctx)
+    labels = api.get("v1", "Namespace", name)["metadata"]["labels"]
+    assert {k: v for k, v in labels.items() if k.startswith("pod-security.kubernetes.io/")} == {
+        "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted"}
+    ctx.run_all_cleanups()
 
 
 def test_a_namespace_kubevibe_did_not_make_is_never_used_or_deleted(tmp_path, api):

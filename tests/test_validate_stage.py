@@ -58,7 +58,9 @@ def test_privileged_pod_is_rejected_with_the_container_named(tmp_path):
     docs[0]["spec"]["template"]["spec"]["containers"][0]["securityContext"] = {"privileged": True}
     ctx, result = run_validate(tmp_path, docs=docs)
     assert result.outcome == Outcome.FAILED
-    sentence = "Deployment credit-card: container 'app' sets securityContext.privileged: true, which is not allowed."
+    sentence = ("Deployment credit-card: container 'app': spec.template.spec.containers[0].securityContext.privileged "
+                "is true, which the Pod Security Standards forbid at level baseline (privileged: privileged "
+                "containers disable most security mechanisms).")
     assert result.summary == f"1 problem: {sentence}"
     assert findings(result) == [sentence]
     assert result.evidence[0].kind == "finding" and result.evidence[0].detail == "check: policy"
@@ -71,8 +73,9 @@ def test_host_path_volume_is_rejected(tmp_path):
     _, result = run_validate(tmp_path, docs=docs)
     assert result.outcome == Outcome.FAILED
     assert findings(result) == [
-        "Deployment credit-card: volume 'data' is a hostPath volume (/var/lib/data), which is not allowed; use "
-        "emptyDir, a ConfigMap or a PersistentVolumeClaim instead."
+        "Deployment credit-card: spec.template.spec.volumes[0].hostPath is \"/var/lib/data\", which the Pod Security "
+        "Standards forbid at level baseline (hostPathVolumes: volume 'data' would give access to the node's files; "
+        "use emptyDir, a ConfigMap or a PersistentVolumeClaim)."
     ]
 
 
@@ -83,7 +86,7 @@ def test_cluster_scoped_cluster_role_is_rejected(tmp_path):
     assert result.outcome == Outcome.FAILED
     assert findings(result) == [
         "ClusterRole everything: kind ClusterRole is not allowed, because it is a cluster-scoped object that would "
-        "change the whole cluster."
+        "change the whole cluster (KubeVibe's own rule 'kind', not the Pod Security Standards)."
     ]
 
 
@@ -93,7 +96,8 @@ def test_node_port_refused_unless_allowed(tmp_path):
     _, refused = run_validate(tmp_path / "a", docs=docs)
     assert refused.outcome == Outcome.FAILED
     assert findings(refused) == ["Service credit-card: spec.type is NodePort, which is not allowed; use ClusterIP "
-                                 "(or enable the allow-node-port setting)."]
+                                 "(or enable the allow-node-port setting) (KubeVibe's own rule 'service-type', not "
+                                 "the Pod Security Standards)."]
     _, allowed = run_validate(tmp_path / "b", docs=docs, settings_overrides={"allow_node_port": True})
     assert allowed.outcome == Outcome.OK, findings(allowed)
 
@@ -215,7 +219,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     _, result = run_validate(tmp_path, docs=docs, dockerfile=KNOWN_GOOD_DOCKERFILE.replace("RUN pip", "RUN sudo pip"))
     checks = [e.detail for e in result.evidence if e.kind == "finding"]
     assert checks == ["check: policy", "check: schema", "check: consistency", "check: hadolint"]
-    assert result.summary.startswith("4 problems: Deployment credit-card: the pod sets hostNetwork: true")
+    assert result.summary.startswith("4 problems: Deployment credit-card: spec.template.spec.hostNetwork is true")
     assert "metadata.namespace 'default' dropped from the applied copy" in " ".join(notes(result))
 
 

@@ -15,10 +15,9 @@ from fnmatch import fnmatch
 import shlex
 from pathlib import PurePosixPath
 
-from kubevibe.engines.base import _logical_lines
+from kubevibe import dockerfile
 from kubevibe.pipeline.artifacts import CODE, FILES
 
-_INSTR_RE = re.compile(r"^\s*(?P<kw>[A-Za-z]+)\s+(?P<rest>.*)$", re.S)
 # `uvicorn main:app`, `gunicorn -b 0.0.0.0:8000 app:app`, `hypercorn src.app:app`, `flask --app app run`...
 _ASGI_RUNNERS = ("uvicorn", "gunicorn", "hypercorn", "daphne", "waitress-serve", "granian")
 _MODULE_ATTR_RE = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):[A-Za-z_][\w().]*$")
@@ -59,14 +58,10 @@ def _safe_relative(path: str) -> str | None:
 def _copies(text: str) -> list[tuple[list[str], str]]:
     """(sources, destination) of every COPY/ADD from the build context (not --from another stage)."""
     out = []
-    for logical in _logical_lines(text.splitlines(keepends=True)):
-        m = _INSTR_RE.match(logical.text)
-        if not m or m.group("kw").upper() not in ("COPY", "ADD"):
+    for inst in dockerfile.parse(text):
+        if inst.keyword not in ("COPY", "ADD") or any(name == "from" for name, _ in inst.flags):
             continue
-        words = _words(m.group("rest"))
-        if any(w.startswith("--from") for w in words):
-            continue
-        words = [w for w in words if not w.startswith("--")]
+        words = _words(inst.args)
         if len(words) >= 2:
             out.append((words[:-1], words[-1]))
     return out
@@ -76,17 +71,13 @@ def _last_command(text: str) -> list[str]:
     """ENTRYPOINT + CMD words of the last stage (what the container runs)."""
     entrypoint: list[str] = []
     cmd: list[str] = []
-    for logical in _logical_lines(text.splitlines(keepends=True)):
-        m = _INSTR_RE.match(logical.text)
-        if not m:
-            continue
-        kw = m.group("kw").upper()
-        if kw == "FROM":
+    for inst in dockerfile.parse(text):
+        if inst.keyword == "FROM":
             entrypoint, cmd = [], []
-        elif kw == "ENTRYPOINT":
-            entrypoint = _words(m.group("rest"))
-        elif kw == "CMD":
-            cmd = _words(m.group("rest"))
+        elif inst.keyword == "ENTRYPOINT":
+            entrypoint = _words(inst.args)
+        elif inst.keyword == "CMD":
+            cmd = _words(inst.args)
     words = entrypoint + cmd
     if len(words) >= 3 and words[0] in ("sh", "/bin/sh", "bash", "/bin/bash") and words[1] == "-c":
         return _words(words[2])

@@ -64,6 +64,9 @@ RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Wit
                                                       "address, HOST:PORT; none: a local Ray "
                                                       "instance for the experiment  [env RAY_ADDRESS]")]
 
+PolicyOpt = Annotated[Optional[str], typer.Option("--policy", help="Pod Security Standards level the manifests must "
+                                                  "meet: baseline or restricted  [env KUBEVIBE_POLICY]")]
+
 
 @app.command()
 def run(
@@ -92,6 +95,7 @@ def run(
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
     k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes version to validate against")] = None,
     allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
+    policy: PolicyOpt = None,
     push: PushOpt = None,
     slo: Annotated[Optional[Path], typer.Option("--slo", help="YAML file of service-level objectives (load.rps, "
                    "load.duration_s, latency_ms.p50/p95/p99, error_rate_max, memory_mib_max) checked under load "
@@ -123,7 +127,7 @@ def run(
                  runs_dir=runs_dir, seed=seed, temperature=temperature, k8s_version=k8s_version,
                  allow_node_port=allow_node_port, kubeconfig=kubeconfig, context=context, registry=registry,
                  push=push, slo=slo, style=style, tests=tests, tests_source=tests_source, test_writer=test_writer,
-                 test_llm=test_llm, test_model=test_model)
+                 test_llm=test_llm, test_model=test_model, policy=policy)
     with signals.handled(exiting=True):  # from here on SIGINT and SIGTERM end the run the same way, with a record
         _run_command(prompt, prompt_file, flags, config, quiet=quiet, as_json=as_json)
 
@@ -231,6 +235,38 @@ def setup(
         out.print("registry stopped" if stopped else "no registry started by KubeVibe was running")
         return
     localinfra.setup(progress=lambda msg: out.print(msg, highlight=False, markup=False))
+
+
+@app.command()
+def check(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files (multi-document YAML), Dockerfiles, chart "
+                                                "directories, run directories, or directories holding them.")],
+    policy: PolicyOpt = None,
+    k8s_version: Annotated[Optional[str], typer.Option("--k8s-version", help="Kubernetes schema version")] = None,
+    allow_node_port: Annotated[Optional[bool], typer.Option("--allow-node-port/--no-node-port")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON report.")] = False,
+) -> None:
+    """Check files offline as Validate and the Dockerfile pre-check would: exit 0 nothing refused, 1 refused,
+    2 bad input."""
+    from kubevibe.check import check_paths, summary
+    from kubevibe.settings import resolve_settings
+
+    settings = resolve_settings(flags=dict(policy=policy, k8s_version=k8s_version,
+                                           allow_node_port=allow_node_port)).settings
+    targets, findings = check_paths(paths, level=settings.policy, k8s_version=settings.k8s_version,
+                                    allow_node_port=settings.allow_node_port)
+    report = summary(findings, targets, settings.policy)
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        for finding in findings:
+            out.print(finding.text(), highlight=False, markup=False)
+        verdict = "refused" if report["refused"] else "nothing refused"
+        out.print(f"{verdict}: {report['refused']} refused, {report['warnings']} warning"
+                  f"{'s' if report['warnings'] != 1 else ''} in {len(targets)} file{'s' if len(targets) != 1 else ''}"
+                  f" (Pod Security Standards {settings.policy}, plus KubeVibe's own rules)",
+                  highlight=False, markup=False)
+    raise typer.Exit(report["exit_code"])
 
 
 @app.command()

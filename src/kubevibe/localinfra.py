@@ -617,6 +617,13 @@ def doctor() -> list[Check]:
     py = sys.executable
     setup_cmd = f"{Path(py).parent / 'kubevibe'} setup"  # the CLI next to this interpreter (the venv's)
     checks = [_podman_check(), _tool_check("runc", "apt-get install -y runc")]
+    if find_tool("podman") is not None:  # issue 9: is the engine escapable at build time, and what is in force
+        from kubevibe.engines.podman import build_escape_status
+
+        escape = build_escape_status()
+        checks.append(Check("build containment", escape.vulnerable is False, escape.text(),
+                            "apt-get install -y podman  # on Debian 13 (podman 5.4); Debian 12's 4.3 has no fix",
+                            required=False))
     conf = containers_conf_path()
     checks.append(Check("containers.conf", conf.is_file(), str(conf) if conf.is_file() else f"{conf} missing",
                         setup_cmd))  # fmt: skip

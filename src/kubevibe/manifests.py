@@ -306,51 +306,11 @@ def service_ports(docs: Iterable[Mapping]) -> list[ServicePort]:
 
 # --- Dockerfile ------------------------------------------------------------------------------------------------------
 
-_EXPOSE = re.compile(r"^\s*EXPOSE\s+(.*)$", re.IGNORECASE)
-
-
-def _dockerfile_instructions(text: str) -> list[str]:
-    """Logical instruction lines: comments dropped, backslash continuations joined."""
-    lines: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not current and (not stripped or stripped.startswith("#")):
-            continue
-        if current and stripped.startswith("#"):  # comment lines inside a continuation are skipped by Docker
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        lines.append(current + stripped)
-        current = ""
-    if current.strip():
-        lines.append(current)
-    return lines
-
-
 def dockerfile_exposed_ports(text: str) -> list[int]:
-    """The TCP/UDP port numbers of every EXPOSE instruction, in order, without duplicates.
+    """The ports of every EXPOSE instruction (kubevibe.dockerfile, the one Dockerfile parser, reads them)."""
+    from kubevibe.dockerfile import exposed_ports
 
-    `5000`, `5000/tcp` and ranges `8000-8002` are understood; variables (`$PORT`) cannot be known here and are
-    skipped.
-    """
-    ports: list[int] = []
-    for line in _dockerfile_instructions(text):
-        match = _EXPOSE.match(line)
-        if not match:
-            continue
-        for token in match.group(1).split():
-            number = token.split("/", 1)[0]
-            if re.fullmatch(r"\d+", number):
-                values = [int(number)]
-            elif re.fullmatch(r"\d+-\d+", number):
-                low, high = (int(x) for x in number.split("-"))
-                values = list(range(low, high + 1)) if 0 < high - low < 1000 else [low]
-            else:
-                continue
-            ports.extend(v for v in values if v not in ports)
-    return ports
+    return exposed_ports(text)
 
 
 def dns_label(text: str, *, max_len: int = 63, fallback: str = "service", letter_first: bool = False) -> str:

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     kubeconfig: Path | None = None
     context: str | None = None
     registry: str | None = None
+    # Issue 9: the Pod Security Standards level manifests must meet (KubeVibe's own rules apply on top).
+    policy: Literal["baseline", "restricted"] = "baseline"
     # `--push REGISTRY/PATH` (issue 17): where the final image goes with the user's own credentials.
     push: str | None = None
     slo: Path | None = Field(None, description="YAML file of service-level objectives checked under load (LOAD)")
@@ -107,6 +109,7 @@ ENV_VARS: dict[str, str] = {
     "kubeconfig": "KUBECONFIG",
     "context": "KUBEVIBE_CONTEXT",
     "registry": "KUBEVIBE_REGISTRY",
+    "policy": "KUBEVIBE_POLICY",
     "push": "KUBEVIBE_PUSH",
     "slo": "KUBEVIBE_SLO",
     "executor": "KUBEVIBE_EXECUTOR",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubevibe.dockerfile import parse as parse_dockerfile
 from kubevibe.errors import SettingError
 from kubevibe.exec import CommandResult
 from kubevibe.exec import run as run_command
@@ -227,62 +228,6 @@ def _pull_failure(result: CommandResult) -> str:
 # --- the rewrite (pure) ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Logical:
-    start: int  # index of first physical line
-    end: int  # index after the last physical line
-    text: str  # continuation lines joined
-
-
-def _escape_char(lines: list[str]) -> str:
-    """The `# escape=` parser directive (only valid at the very top) or the default backslash."""
-    for line in lines:
-        m = re.match(r"\s*#\s*(\w+)\s*=\s*(\S+)", line)
-        if not m:
-            break
-        if m.group(1).lower() == "escape" and m.group(2) in ("`", "\\"):
-            return m.group(2)
-    return "\\"
-
-
-_HEREDOC_INSTR_RE = re.compile(r"^\s*(run|copy|add)\s", re.IGNORECASE)
-_HEREDOC_RE = re.compile(r"<<-?[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?")
-
-
-def _logical_lines(lines: list[str]) -> list[_Logical]:
-    """Join continuation lines; skip heredoc bodies (RUN <<EOF ... EOF) so their contents are never parsed."""
-    esc = _escape_char(lines)
-    out: list[_Logical] = []
-    i = 0
-    while i < len(lines):
-        start = i
-        first = lines[i].strip()
-        if not first or first.startswith("#"):  # blank and comment lines never continue
-            out.append(_Logical(start, i + 1, first))
-            i += 1
-            continue
-        parts: list[str] = []
-        while i < len(lines):
-            raw = lines[i].rstrip("\r\n")
-            i += 1
-            if parts and (not raw.strip() or raw.lstrip().startswith("#")):
-                continue  # Docker skips comments and blank lines inside a continuation
-            stripped = raw.rstrip()
-            if stripped.endswith(esc) and i < len(lines):
-                parts.append(stripped[:-1])
-                continue
-            parts.append(raw)
-            break
-        text = " ".join(p.strip() for p in parts if p.strip())
-        out.append(_Logical(start, i, text))
-        heredocs = _HEREDOC_RE.findall(text) if _HEREDOC_INSTR_RE.match(text) else []
-        for marker in heredocs:
-            while i < len(lines) and lines[i].strip() != marker:
-                i += 1
-            i = min(i + 1, len(lines))
-    return out
-
-
 _FROM_RE = re.compile(
     r"^\s*(?P<kw>from)\s+(?P<flags>(?:--\S+\s+)*)(?P<image>\S+)(?:\s+(?P<as>as)\s+(?P<alias>\S+))?\s*$",
     re.IGNORECASE,
@@ -357,7 +302,7 @@ def rewrite_from_lines(
     records: list[dict[str, Any]] = []
     replacements: dict[int, tuple[int, str]] = {}  # first physical line -> (end, new physical line)
 
-    for logical in _logical_lines(lines):
+    for logical in parse_dockerfile(dockerfile_text):
         text = logical.text
         if not seen_from:
             arg = _global_arg(text)

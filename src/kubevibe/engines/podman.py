@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.engines.base import Builder, build_arg_flags, label_flags
+from kubevibe.engines.hardening import EscapeStatus, escape_status, podman_hardening_flags
 from kubevibe.engines.leftovers import marker_flags
 from kubevibe.podman_conf import podman_env
 
@@ -29,7 +30,8 @@ def podman_build_argv(
 ) -> list[str]:
     # --format docker keeps Docker-only instructions (HEALTHCHECK, SHELL) that the OCI format drops with a warning;
     # generated Dockerfiles are written for Docker. --layers caches steps between Fix-loop iterations.
-    argv = [binary, "build", "--format", "docker", "--layers", "-t", tag]
+    # Least privilege the engine allows here (engines/hardening.py says what was measured and why not more).
+    argv = [binary, "build", "--format", "docker", "--layers", *podman_hardening_flags(), "-t", tag]
     if dockerfile is not None:
         argv += ["-f", str(dockerfile)]
     if pull is not None:
@@ -101,7 +103,14 @@ class PodmanBuilder(Builder):
             network_backend=host.get("networkBackend"),
             storage_driver=store.get("graphDriverName"),
             rootless=host.get("security", {}).get("rootless"),
+            buildah_version=host.get("buildahVersion"),
             containers_conf=podman_env()["CONTAINERS_CONF"],
             capabilities={"build": True, "push_insecure": True, "kube_play": True, "needs_daemon": False},
         )
         return data
+
+
+def build_escape_status(builder: PodmanBuilder | None = None) -> EscapeStatus:
+    """For `kubevibe doctor`: podman/buildah versions, known build-escape exposure, mitigations in force."""
+    info = (builder or PodmanBuilder()).info()
+    return escape_status(info.get("version"), info.get("buildah_version"))

@@ -144,11 +144,20 @@ def _create_rundir(settings: Settings, llm: LLMClient, prompt: str, state: RunSt
                    "max_fix_attempts": settings.max_fix_attempts,
                    "max_consecutive_failures": settings.max_consecutive_failures},
         "versions": versions(),
+        "policy": policy_record(settings.policy),
         "slo": {"objectives": state.slo, "source": "file", "file": str(settings.slo)} if state.slo else None,
         **({"acceptance": state.acceptance} if state.acceptance else {}),
         "owner": owner.current().model_dump(),
     })
     return rundir
+
+
+def policy_record(level: str) -> dict[str, str]:
+    """What the manifests were held to (issue 9): the Pod Security Standards level and policy version."""
+    from kubevibe.policy.podsecurity import LATEST
+
+    return {"level": level, "standard": "Pod Security Standards", "version": f"v{LATEST[0]}.{LATEST[1]}",
+            "own_rules": "kubevibe"}
 
 
 def resume_session(path: Path, llm_override: str | None = None) -> Session:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubevibe import dockerfile
 from kubevibe.baseimages import DEFAULT_STAND_IN, choose_stand_in
 from kubevibe.buildcontext import service_file
 from kubevibe.engines import get_builder, map_base_image
@@ -86,16 +87,35 @@ def failing_step(output: str) -> str:
 # --- the stage ------------------------------------------------------------------------------------------------------
 
 
+def precheck_result(dockerfile_text: str) -> StageResult | None:
+    """The failed result when the Dockerfile asks for something that could reach outside the build (see
+    kubevibe.dockerfile); None when it may be built. Runs before any engine command."""
+    refused = dockerfile.refusals(dockerfile_text)
+    if not refused:
+        return None
+    count = f"{len(refused)} refusal{'s' if len(refused) != 1 else ''}"
+    return StageResult.failed(
+        f"Dockerfile pre-check: {count}, nothing was built: {refused[0].message}",
+        evidence=[Evidence(kind="finding", title=f.message, detail=f"check: dockerfile-precheck ({f.rule})")
+                  for f in refused],
+        metrics={"precheck_refusals": len(refused)},
+    )
+
+
 def run(ctx: RunContext) -> StageResult:
+    if not ctx.artifacts.get(DOCKERFILE).strip():
+        return StageResult.failed("There is no Dockerfile to build.",
+                                  evidence=[Evidence(kind="finding", title=f"{DOCKERFILE} is missing or empty")])
+    # Nothing the model wrote runs before it is checked: refusals go to Fix before any engine command.
+    refused = precheck_result(ctx.artifacts.get(DOCKERFILE))
+    if refused is not None:
+        return refused
     builder = get_builder(ctx.settings.builder)
     if not builder.is_available():  # a missing engine is the machine's problem, not the generated files'
         raise KubeVibeError(f"The {builder.name} builder is not available on this machine.",
                             "Run `kubevibe doctor`, or choose another with --builder.")
     context_dir = ctx.stage_dir / "context"
     ctx.artifacts.write_to(context_dir)
-    if not ctx.artifacts.get(DOCKERFILE).strip():
-        return StageResult.failed("There is no Dockerfile to build.",
-                                  evidence=[Evidence(kind="finding", title=f"{DOCKERFILE} is missing or empty")])
 
     code_path = place_service_code(ctx, context_dir)
     build_notes: list[str] = []

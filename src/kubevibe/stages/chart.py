@@ -146,7 +146,7 @@ def check_rendered(text: str, *, ctx: RunContext) -> list[Finding]:
     except ManifestError as exc:
         return [Finding("chart", exc.message)]
     findings = check_manifest(docs, k8s_version=ctx.settings.k8s_version,
-                              allow_node_port=ctx.settings.allow_node_port,
+                              allow_node_port=ctx.settings.allow_node_port, level=ctx.settings.policy,
                               exposed_ports=manifests.dockerfile_exposed_ports(ctx.artifacts.get(DOCKERFILE)))
     if ctx.state.image:
         for deployment in manifests.deployments(docs):

@@ -83,7 +83,7 @@ def run(ctx: RunContext) -> StageResult:
             dockerfile_ports = manifests.dockerfile_exposed_ports(ctx.artifacts.get(DOCKERFILE))
             findings.extend(check_manifest(docs, k8s_version=settings.k8s_version,
                                            allow_node_port=settings.allow_node_port,
-                                           exposed_ports=dockerfile_ports))
+                                           exposed_ports=dockerfile_ports, level=settings.policy))
             if ctx.state.image:
                 notes.extend(Evidence(kind="note", title=text) for text in image_notes(docs, ctx.state.image))
             notes.extend(Evidence(kind="note", title=text) for text in manifests.drop_namespaces(docs)[1])
@@ -117,9 +117,9 @@ def run(ctx: RunContext) -> StageResult:
 
 
 def check_manifest(docs: list[dict], *, k8s_version: str, allow_node_port: bool = False,
-                   exposed_ports: list[int] | None = None) -> list[Finding]:
+                   exposed_ports: list[int] | None = None, level: policy.Level = policy.DEFAULT_LEVEL) -> list[Finding]:
     """Policy, schema and consistency findings for loaded objects, policy first (the most serious)."""
-    findings = [Finding("policy", text) for text in policy.check(docs, allow_node_port=allow_node_port)]
+    findings = [Finding("policy", text) for text in policy.check(docs, allow_node_port=allow_node_port, level=level)]
     findings += [Finding("schema", text) for text in schema_findings(docs, k8s_version)]
     findings += [Finding("consistency", text) for text in consistency_findings(docs, exposed_ports)]
     return findings

@@ -3,8 +3,9 @@
 Everything goes through `kubectl` (exec.run: argument lists, timeouts, the stage's command log), with the user's
 `--kubeconfig` / `--context`, JSON output, and server-side apply (`--server-side --field-manager=kubevibe`).
 
-Namespace: one per run, `kv-<run id>` (DNS-1123), labelled `app.kubernetes.io/managed-by=kubevibe` and
-`io.kubevibe.run=<run id>`, annotated with the owning process (host/pid/start time, for `kubevibe gc`). It is made
+Namespace: one per run, `kv-<run id>` (DNS-1123), labelled `app.kubernetes.io/managed-by=kubevibe`,
+`io.kubevibe.run=<run id>` and `pod-security.kubernetes.io/enforce|warn|audit=<policy level>` (so a cluster with
+Pod Security Admission refuses what KubeVibe's policy would), annotated with the owning process (host/pid/start time, for `kubevibe gc`). It is made
 the first time a stage needs it: Validate's server-side dry run needs it already (a dry run into a namespace that
 does not exist fails with NotFound, and a dry run into `default` would check against whatever lives there, needs
 rights there, and could collide with same-named objects), then Deploy and Chart reuse it. Its cleanup is
@@ -176,9 +177,15 @@ def apply_args(namespace: str, file: str, *, dry_run: bool = False) -> list[str]
     return args + (["--dry-run=server"] if dry_run else [])
 
 
-def namespace_object(run_id: str, owner: str | None = None) -> dict[str, Any]:
+def pod_security_labels(level: str) -> dict[str, str]:
+    """Pod Security Admission labels: the cluster enforces (and warns and audits) the run's policy level too."""
+    return {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")}
+
+
+def namespace_object(run_id: str, owner: str | None = None, level: str = "baseline") -> dict[str, Any]:
     meta: dict[str, Any] = {"name": namespace_name(run_id),
-                            "labels": {MANAGED_BY_LABEL: MANAGED_BY, RUN_LABEL: label_value(run_id)}}
+                            "labels": {MANAGED_BY_LABEL: MANAGED_BY, RUN_LABEL: label_value(run_id),
+                                       **pod_security_labels(level)}}
     if owner:
         meta["annotations"] = {OWNER_ANNOTATION: owner}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
@@ -699,7 +706,8 @@ class KubernetesTarget(Target):
                 return name
             self._wait_namespace_gone(ctx, name, NAMESPACE_GONE_WAIT_S)  # a resumed run's old one, being deleted
         created = self.kubectl(ctx, ["create", "-f", "-", "-o", "json", REQUEST_TIMEOUT],
-                               input=json.dumps(namespace_object(ctx.run_id, process_owner())), log_file=ctx.log_file)
+                               input=json.dumps(namespace_object(ctx.run_id, process_owner(), ctx.settings.policy)),
+                               log_file=ctx.log_file)
         if not created.ok:
             raise KubeVibeError(f"kubectl could not create the run's namespace {name}: {_last_line(created)}",
                                 _access_hint(self.access(ctx)))
@@ -939,7 +947,7 @@ class KubernetesTarget(Target):
     def server_validate(self, ctx: "RunContext", docs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         """`kubectl apply --server-side --dry-run=server` of what Deploy will apply, into the run's namespace:
         admission (PodSecurity, quotas, webhooks), defaulting and the cluster's own schema. (findings, notes)."""
-        if policy.check(docs, allow_node_port=ctx.settings.allow_node_port):
+        if policy.check(docs, allow_node_port=ctx.settings.allow_node_port, level=ctx.settings.policy):
             return [], []  # refused offline already; nothing refused goes to the cluster, not even as a dry run
         applied, _ = applied_manifest(docs, ctx.state.image, ctx.run_id, ctx.step,
                                       image_preloaded=_image_preloaded(ctx))
@@ -1102,7 +1110,7 @@ class PortForward:
 
 def _refuse_unsafe(docs: list[dict[str, Any]], ctx: "RunContext") -> None:
     """The safety policy again, right before anything reaches the cluster (a resumed run may bring changed files)."""
-    findings = policy.check(docs, allow_node_port=ctx.settings.allow_node_port)
+    findings = policy.check(docs, allow_node_port=ctx.settings.allow_node_port, level=ctx.settings.policy)
     if findings:
         raise TargetFailure(f"the manifest breaks the safety policy: {findings[0]}",
                             [Evidence(kind="finding", title=text, detail="check: policy") for text in findings])

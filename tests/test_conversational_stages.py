@@ -203,7 +203,8 @@ def test_an_intent_method_talks_to_the_chat_endpoint_without_a_schema_and_opens_
     with json_server(chat) as (url, seen):
         llm = OllamaClient(model="m", base_url=url, timeout=30, retry=RetryPolicy(attempts=1))
         ctx = make_context(tmp_path, ArtifactSet(), state=RunState(prompt=PROMPT, strategy="full"), llm=llm,
-                           settings_overrides={"style": "conversational", "intent_method": "json-with-required"})
+                           settings_overrides={"style": "conversational", "intent_method": "json-with-required",
+                                               "test_writer": False})
         assert run_stage(ctx, State.INTENT, intent_stage.run, 1).outcome == Outcome.OK
         assert run_stage(ctx, State.GENERATE, generate_stage.run, 2).outcome == Outcome.OK
     assert [path for _m, path, _b, _h in seen] == ["/api/chat", "/api/chat"]

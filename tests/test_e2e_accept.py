@@ -87,7 +87,7 @@ def test_a_correct_service_passes_the_users_tests_and_the_run_keeps_the_exact_fi
     assert record["acceptance"] == {"source": "user", "file": "acceptance/acceptance.tavern.yaml", "tests": 3}
     assert (run / "acceptance" / "acceptance.tavern.yaml").read_bytes() == TESTS.read_bytes()
     assert record["verdict"] == {"built": True, "validated": True, "deployed": True, "reachable": True,
-                                 "accepted": {"passed": 3, "total": 3, "source": "user"}, "charted": True}
+                                 "accepted": {"passed": 3, "total": 3, "source": "user"}, "charted": True, "slo": None}
 
 
 def test_a_subtly_wrong_service_is_caught_fix_sees_the_failing_test_and_the_repair_passes(runs):
@@ -96,7 +96,7 @@ def test_a_subtly_wrong_service_is_caught_fix_sees_the_failing_test_and_the_repa
     assert code == 0, summary
     assert states(summary)[5:9] == [("CONNECT", "ok"), ("ACCEPT", "failed"), ("FIX", "resume-build"),
                                     ("BUILD", "ok")]
-    assert summary["outcome"] == "success" and states(summary)[-2:] == [("ACCEPT", "ok"), ("CHART", "ok")]
+    assert summary["outcome"] == "success" and states(summary)[-3:] == [("ACCEPT", "ok"), ("LOAD", "ok"), ("CHART", "ok")]
     fix_call = [json.loads(line) for line in (run / "llm.jsonl").read_text().splitlines()][-1]
     prompt = fix_call["request"]["prompt"]
     assert fix_call["purpose"] == "fix"

@@ -11,6 +11,7 @@ names the cause. Builds are grouped: six runs, seven builds.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from engine_helpers import require_engine
@@ -227,9 +228,19 @@ def engine():
     return require_engine()
 
 
+TESTS = Path(__file__).parent / "fixtures" / "card-valid.tavern.yaml"
+
+
+class RunsWithTests(Runs):
+    """Every run with the user's acceptance tests: a correct service must end in a verified SUCCESS."""
+
+    def run(self, answers, *args):
+        return super().run(answers, "--tests", str(TESTS), *args)
+
+
 @pytest.fixture
 def runs(tmp_path):
-    made = Runs(tmp_path)
+    made = RunsWithTests(tmp_path)
     yield made
     made.cleanup()
 
@@ -243,7 +254,7 @@ def test_fastapi_multi_stage_non_root_with_configmap_namespace_and_probes_succee
         FASTAPI_MAIN, MULTI_STAGE_PREFIX, MANIFEST_8000, "fastapi==0.115.6\nuvicorn==0.34.0\n"))])
     assert code == 0, summary
     assert [s for s, _, _ in path_of(summary)] == ["INTENT", "GENERATE", "BUILD", "VALIDATE", "DEPLOY", "CONNECT",
-                                                   "CHART"]  # no fix round: the layout and the namespace were fine
+                                                   "ACCEPT", "LOAD", "CHART"]  # no fix round: the layout and the namespace were fine
     assert summary["verified"]["tests_passed"] == 2
     record = json.loads((run / "run.json").read_text())
     assert record["service_file"] == "main.py"  # what `COPY main.py .` and `uvicorn main:app` expect

@@ -16,6 +16,8 @@ from engine_helpers import require_engine
 from helpers import KNOWN_GOOD_CODE
 from test_e2e_local import SPEC, Runs, fix_answer, generated, path_of
 
+TESTS = Path(__file__).parent / "fixtures" / "credit-card.tavern.yaml"  # the user's acceptance tests
+
 pytestmark = pytest.mark.engine
 
 # The issue's own example: a handler that sleeps 300 ms must miss a p95 of 100 ms at 10 rps.
@@ -55,7 +57,7 @@ def slo_file(tmp_path: Path, text: str = SLO_TEXT) -> str:
 def test_a_slow_handler_misses_p95_fix_gets_the_figures_and_the_repaired_service_meets_the_objectives(runs, tmp_path):
     answers = [("intent", json.dumps(SPEC)), ("generate", generated(pythonfilecontent=SLOW_CODE)),
                ("fix", fix_answer("myapp.py", KNOWN_GOOD_CODE))]
-    code, summary, run = runs.run(answers, "--slo", slo_file(tmp_path))
+    code, summary, run = runs.run(answers, "--slo", slo_file(tmp_path), "--tests", str(TESTS))
     steps = path_of(summary)
     assert ("CONNECT", "LOAD", "ok") in steps
     missed = next(t for t in summary["transitions"] if t["from"] == "LOAD")
@@ -109,7 +111,7 @@ def test_a_service_that_crashes_under_load_is_reported_with_its_error_rate(runs,
 
 
 def test_without_objectives_load_measures_briefly_and_sizes_the_chart(runs):
-    code, summary, run = runs.run([("intent", json.dumps(SPEC)), ("generate", generated())])
+    code, summary, run = runs.run([("intent", json.dumps(SPEC)), ("generate", generated())], "--tests", str(TESTS))
     assert code == 0, summary
     load = next(t for t in summary["transitions"] if t["from"] == "LOAD")
     assert load["result"] == "ok" and "no objectives stated" in load["reason"]

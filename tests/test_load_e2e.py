@@ -59,7 +59,7 @@ def test_a_slow_handler_misses_p95_fix_gets_the_figures_and_the_repaired_service
                ("fix", fix_answer("myapp.py", KNOWN_GOOD_CODE))]
     code, summary, run = runs.run(answers, "--slo", slo_file(tmp_path), "--tests", str(TESTS))
     steps = path_of(summary)
-    assert ("CONNECT", "LOAD", "ok") in steps
+    assert ("ACCEPT", "LOAD", "ok") in steps
     missed = next(t for t in summary["transitions"] if t["from"] == "LOAD")
     assert missed["result"] == "failed" and missed["to"] == "FIX"
     measured_p95 = float(re.search(r"p95 latency (\d+) ms > 100 ms", missed["reason"]).group(1))

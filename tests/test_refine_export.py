@@ -164,8 +164,10 @@ def test_run_refine_replay_export_push(tmp_path, user_registry, cleanup):
     runs_root = tmp_path / "runs"
     # 1. the first run, pushed to the user's registry
     answers = write_replay_log(tmp_path / "parent.jsonl", [("intent", json.dumps(SPEC)), ("generate", generated())])
+    users_tests = tmp_path / "parent.tavern.yaml"  # the user's acceptance tests: the parent's SUCCESS is verified
+    users_tests.write_text(PARENT_TESTS)
     first = kubevibe(tmp_path, "run", PROMPT, "--llm", f"replay:{answers}", "--intent-method", "json-with-required",
-                     "--push", f"{user_registry}/team", "--json")
+                     "--tests", str(users_tests), "--push", f"{user_registry}/team", "--json")
     assert first.returncode == 0, first.stdout + first.stderr
     (parent,) = runs_under(runs_root)
     parent_run = json.loads((parent / "run.json").read_text())
@@ -173,9 +175,7 @@ def test_run_refine_replay_export_push(tmp_path, user_registry, cleanup):
     assert parent_run["push"]["image"].startswith(f"{user_registry}/team/credit-card:")
     assert "team/credit-card" in catalog(user_registry)
     acceptance = parent / "acceptance" / "acceptance.tavern.yaml"
-    if not acceptance.exists():  # without the acceptance stage in this build, the test plays its part
-        acceptance.parent.mkdir()
-        acceptance.write_text(PARENT_TESTS)
+    assert acceptance.read_text() == PARENT_TESTS  # the exact file that was run
 
     # 2. refine: a new run from the parent's files, with the follow-up
     refine_log = write_replay_log(tmp_path / "refine.jsonl", [("refine", REFINE_ANSWER)])

@@ -128,8 +128,9 @@ def test_signals_during_connect_and_its_teardown_leak_nothing(tmp_path, first, s
         record = json.loads((run / "run.json").read_text())
         assert record["outcome"] == "interrupted" and record["finished"]
         last = events_of(run)[-1]
-        assert last["result"] == "interrupted" and last["from"] == "CONNECT", last
-        assert json.loads((run / "state.json").read_text())["next_state"] == "CONNECT"
+        # The signal lands while the deployment lives: in Connect, or in Accept or Load right after it.
+        assert last["result"] == "interrupted" and last["from"] in ("CONNECT", "ACCEPT", "LOAD"), last
+        assert json.loads((run / "state.json").read_text())["next_state"] == last["from"]
     finally:
         remove_images_of(run.name)
 

@@ -242,6 +242,7 @@ class _RayHandle(CellHandle):
             self.where = None
             self.ref = self._submit()
             return None
+        self._announce(fresh=True)  # a try that ended between two polls still says where it ran
         if result.get("runs"):
             self.backend.unpack(result["runs"], self.job.key)
         self._say(result.get("log") or "")

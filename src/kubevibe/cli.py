@@ -455,15 +455,19 @@ def refine(
 ) -> None:
     """A new run that changes an earlier run's service as a follow-up request says, then builds, checks and
     charts it again (settings not given are the parent's)."""
+    from kubevibe.pipeline import signals
     from kubevibe.pipeline.refine import refine_session
-    from kubevibe.settings import resolve_settings
+    from kubevibe.settings import export_machine_settings, resolve_settings
 
     flags = dict(llm=llm, model=model, timeout=timeout, max_steps=max_steps, max_fix_attempts=max_fix_attempts,
                  runs_dir=runs_dir, seed=seed, push=push)
     resolved = resolve_settings(flags=flags, config_path=config)
     _check_push(resolved.settings.push)
-    session = refine_session(run_dir, followup, resolved, tests=tests)
-    _run_session(session, quiet=quiet, as_json=as_json)
+    export_machine_settings(resolved)
+    # As for `run`: SIGINT and SIGTERM end the refine with a record; held until the Runner starts.
+    with signals.handled(exiting=True), signals.deferred():
+        session = refine_session(run_dir, followup, resolved, tests=tests)
+        _run_session(session, quiet=quiet, as_json=as_json)
 
 
 @app.command()

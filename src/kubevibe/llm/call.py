@@ -47,6 +47,21 @@ def schema_for(model: type[BaseModel]) -> dict:
     return model.model_json_schema()
 
 
+def _sampling(ctx: "RunContext", max_tokens: int | None) -> dict:
+    """The request fields every call takes from the run's settings."""
+    s = ctx.settings
+    return {
+        "temperature": s.temperature,
+        # A fixed seed would make a retry repeat the failure it retries: vary it by step, reproducibly.
+        "seed": None if s.seed is None else s.seed + ctx.step,
+        "max_tokens": max_tokens or s.max_tokens,
+        "num_ctx": s.num_ctx,
+        "think": s.think,
+        # A total deadline for the call: it never outlives the run's TIMEOUT.
+        "timeout_s": max(0.5, min(s.llm_timeout, ctx.remaining())),
+    }
+
+
 def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system: str | None = None,
         max_tokens: int | None = None, schema: dict | None = None, client: "LLMClient | None" = None) -> Answer[T]:
     """`schema` replaces the model's own JSON schema for constrained decoding (e.g. with tighter bounds); the
@@ -66,14 +81,7 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         system=None if chatting else system,
         messages=messages,
         json_schema=None if chatting else (schema if schema is not None else schema_for(model)),
-        temperature=s.temperature,
-        # A fixed seed would make a retry repeat the failure it retries: vary it by step, reproducibly.
-        seed=None if s.seed is None else s.seed + ctx.step,
-        max_tokens=max_tokens or s.max_tokens,
-        num_ctx=s.num_ctx,
-        think=s.think,
-        # A total deadline for the call: it never outlives the run's TIMEOUT.
-        timeout_s=max(0.5, min(s.llm_timeout, ctx.remaining())),
+        **_sampling(ctx, max_tokens),
     )
     started = time.monotonic()
     record: dict = {
@@ -140,13 +148,7 @@ def ask_chat(ctx: "RunContext", purpose: str, messages: list[ChatMessage], files
     request = LLMRequest(
         purpose=purpose,
         messages=fitted.messages,
-        temperature=s.temperature,
-        seed=None if s.seed is None else s.seed + ctx.step,
-        max_tokens=s.max_tokens,
-        num_ctx=s.num_ctx,
-        think=s.think,
-        # A total deadline for the turn: it never outlives the run's TIMEOUT.
-        timeout_s=max(0.5, min(s.llm_timeout, ctx.remaining())),
+        **_sampling(ctx, None),
     )
     started = time.monotonic()
     record: dict = {

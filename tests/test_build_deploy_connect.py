@@ -93,6 +93,8 @@ def contexts():
 
 def test_known_good_files_build_deploy_and_connect(tmp_path, contexts, engine, capsys):
     ctx = make_context(tmp_path, intent=INTENT_WITH_TESTS)
+    # The user gave their own acceptance tests, so Connect itself checks the intent's declared cases too.
+    ctx.state.acceptance = {"source": "user", "file": "acceptance/acceptance.tavern.yaml", "tests": 3}
     contexts.append(ctx)
     timings = {}
     for state in (State.BUILD, State.DEPLOY, State.CONNECT):

@@ -376,3 +376,22 @@ def test_a_service_that_selects_no_pod_is_named(checker):
 def test_unknown_targets_are_usage_errors():
     with pytest.raises(UsageError, match="Unknown target 'nowhere'"):
         get_target("nowhere")
+
+
+def test_connect_leaves_the_specs_cases_to_accept_when_they_are_the_acceptance_tests():
+    """A stateful service must see each acceptance request once: Connect runs the spec's cases only when Accept's
+    tests come from elsewhere (the user, a benchmark, the test writer)."""
+    from types import SimpleNamespace
+
+    from kubevibe.pipeline.context import RunState
+    from kubevibe.stages.connect import _cases_are_acceptance_tests
+
+    def ctx(**fields):
+        return SimpleNamespace(state=RunState(prompt="p", **fields))
+
+    assert _cases_are_acceptance_tests(ctx())  # Accept will freeze the reference's or the intent's cases
+    assert _cases_are_acceptance_tests(ctx(acceptance={"source": "reference"}))
+    assert _cases_are_acceptance_tests(ctx(acceptance={"source": "intent"}))
+    assert not _cases_are_acceptance_tests(ctx(acceptance={"source": "user"}))
+    assert not _cases_are_acceptance_tests(ctx(acceptance={"source": "benchmark"}))
+    assert not _cases_are_acceptance_tests(ctx(test_writer={"tests": 4, "model": "m"}))

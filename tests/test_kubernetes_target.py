@@ -599,6 +599,7 @@ def _port_forwards() -> str:
 
 def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app):
     ctx = _deployed(tmp_path, api)
+    ctx.state.acceptance = {"source": "user"}  # so Connect runs the spec's cases itself (Accept runs the user's)
     api.forward(namespace_name(ctx.run_id), "credit-card-7d9c5b8f6d-r5t6y", 5000, app)
     result = connect.run(ctx)
     assert result.outcome == Outcome.OK, (result.summary, [e.render() for e in result.evidence])

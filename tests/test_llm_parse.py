@@ -128,7 +128,9 @@ def test_large_hostile_answers_are_handled_quickly(text):
         parse_answer(text, Service)
     except AnswerError:
         pass
-    assert time.monotonic() - started < 3
+    # A guard against quadratic work, not a speed test: on ~1.8M characters quadratic parsing takes hours, linear
+    # well under a second; 60 s never fails on a loaded machine and still catches the regression.
+    assert time.monotonic() - started < 60
 
 
 def test_fuzzed_answers_raise_only_answer_errors():

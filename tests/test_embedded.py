@@ -239,3 +239,42 @@ def test_real_model_call_ends_by_its_deadline_and_frees_the_slot(client):
     # reported prompt and generation times), whatever the machine's load makes of that.
     work = (answer.timings["prompt_ms"] + answer.timings["predicted_ms"]) / 1000
     assert wall - work < 5, (wall, work)
+
+
+def test_a_stream_going_round_in_circles_is_cut_and_the_server_told(tmp_path):
+    """A real SSE server on loopback that writes the same piece forever (what the 270M model did until max_tokens):
+    the client stops reading within a few hundred tokens and closes the stream, which is what makes llama.cpp stop."""
+    from http.server import BaseHTTPRequestHandler
+    from types import SimpleNamespace
+
+    from loopback import serve
+
+    sent = {"chunks": 0, "closed": threading.Event()}
+
+    class Looping(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            piece = '{"method": "GET", "path": "/health"}, '
+            try:
+                for _ in range(100_000):  # bounded: a client that never stops fails the test, not the machine
+                    chunk = {"choices": [{"delta": {"content": piece}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    sent["chunks"] += 1
+            except (BrokenPipeError, ConnectionResetError):
+                sent["closed"].set()
+
+    with serve(Looping) as server:
+        loaded = embedded._Loaded(server=SimpleNamespace(listening_address=f"http://127.0.0.1:{server.server_port}"),
+                                  n_ctx=4096, api_key="k", load_s=0.0)
+        client = embedded.EmbeddedClient.__new__(embedded.EmbeddedClient)
+        result = client._stream(loaded, {"messages": [], "max_tokens": 2048}, seconds=30)
+        assert result["choices"][0]["finish_reason"] == "repetition"
+        assert result["usage"]["completion_tokens"] < 100  # cut after a few checks, not at max_tokens
+        assert sent["closed"].wait(10), "the stream was not closed, so llama.cpp would keep generating"

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from kubevibe.intent import Endpoint, ServiceSpec, TestCase
-from kubevibe.llm.parse import repeated_tail
+from kubevibe.llm.parse import repeated_tail, runaway
 from kubevibe.llm.replay import ReplayClient, write_replay_log
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
@@ -97,9 +97,10 @@ def test_limits_follow_the_strategy():
     assert limits_for("scaffold") is COMPACT and limits_for("full") is WIDE and limits_for(None) is WIDE
 
 
-def ctx_for(tmp_path, answers, strategy):
+def ctx_for(tmp_path, answers, strategy, intent_method="json-with-required"):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = write_replay_log(tmp_path / "answers.jsonl", answers)
-    settings = Settings(runs_dir=tmp_path / "runs", llm=f"replay:{log}", intent_method="json-with-required")
+    settings = Settings(runs_dir=tmp_path / "runs", llm=f"replay:{log}", intent_method=intent_method)
     llm = ReplayClient.from_settings(str(log), settings)
     rundir = RunDir.create(settings.runs_dir, llm.model)
     ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=RunState(prompt=PRIME, strategy=strategy),
@@ -132,3 +133,28 @@ def test_wide_intent_keeps_a_capable_models_spec(tmp_path):
     assert result.outcome == Outcome.OK  # no relevance check for capable models (language, wording vary)
     assert len(result.updates["intent"]["spec"]["test_cases"]) == 1  # repeats are dropped for every model
     assert "repeated test cases" in result.summary
+
+
+@pytest.mark.parametrize("method, answer", [
+    ("only-json-as-format", json.dumps({"service": "prime checker", "endpoint": "POST /is-prime"})),
+    ("curated-llm-zero-shot", json.dumps({"description": "A service that tells whether a number is prime."})),
+])
+def test_every_intent_method_is_capped_for_small_models(tmp_path, method, answer):
+    for strategy, capped in (("scaffold", True), ("full", False)):
+        ctx = ctx_for(tmp_path / strategy, [("intent", answer)], strategy, intent_method=method)
+        assert intent.run(ctx).outcome == Outcome.OK
+        sent = ctx.rundir.read_jsonl("llm.jsonl")[0]["request"]["max_tokens"]
+        assert (sent <= 1200) is capped, (strategy, sent)
+
+
+def test_runaway_stops_a_generation_going_round_in_circles_and_nothing_regular():
+    loop = '{"endpoints": [' + '{"method": "GET", "path": "/health"}, ' * 9
+    assert runaway(loop) and runaway(loop + '{"meth')  # a cut last copy still counts
+    assert runaway("x" + "health check " * 40)
+    assert not runaway('{"endpoints": [' + '{"method": "GET", "path": "/health"}, ' * 4)  # a few repeats: regular
+    assert not runaway(json.dumps(prime_spec(), indent=2)) and not runaway("")
+    # Many similar but different items (a legit answer) are not a loop.
+    assert not runaway(json.dumps([{"name": f"case {i}", "path": f"/items/{i}"} for i in range(40)]))
+    prose = ("A service that checks whether a number is prime. It accepts a JSON body with the number, answers "
+             "with true or false, and refuses anything that is not a whole number with status 400. ") * 3
+    assert not runaway(prose)  # a paragraph said three times is odd, not a loop worth cutting

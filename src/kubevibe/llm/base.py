@@ -55,7 +55,7 @@ class LLMResponse(BaseModel):
     completion_tokens: int | None = None
     duration_s: float | None = None  # wall time of the call as measured by the client
     timings: dict[str, Any] = Field(default_factory=dict)  # whatever the backend reports (eval_duration, ...)
-    finish_reason: str | None = None  # "stop", "length" (truncated), ...
+    finish_reason: str | None = None  # "stop", "length" (truncated), "repetition" (stopped going round in circles)
     thinking: str | None = None  # reasoning the server returned apart from the answer (Ollama, llama.cpp)
 
 

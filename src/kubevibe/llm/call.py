@@ -112,9 +112,12 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         value = parse_answer(response.text, model)
     except AnswerError as exc:
         reason = str(exc)
+        written = f"{response.completion_tokens} tokens" if response.completion_tokens else f"limit {request.max_tokens}"
         if response.finish_reason == "length":
-            reason += f" The model stopped at the token limit ({request.max_tokens})"
+            reason += f" The model stopped at the token limit ({written})"
             reason += ", repeating itself." if repeated_tail(response.text) else "."
+        elif response.finish_reason == "repetition":
+            reason += f" The model was going round in circles and was stopped after {written}."
         record.update(ok=False, error=reason)
         if len(response.text) > MAX_REFUSED_CHARS:
             record["response"] = {**record["response"], "text": cut_for_record(response.text),

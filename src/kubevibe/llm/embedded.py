@@ -41,11 +41,13 @@ import httpx
 
 from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
+from kubevibe.llm.parse import RUNAWAY_WINDOW, runaway
 
 MODEL_NAME = "gemma3-270m-q4_k_m"
 MODEL_MAX_CTX = 32768  # Gemma 3 270M's training context (GGUF n_ctx_train)
 N_THREADS = 2
 DEFAULT_MAX_TOKENS = 1024
+RUNAWAY_CHECK_EVERY = 24  # streamed tokens between two checks for a generation going round in circles
 MAX_TOKENS_CAP = 2048  # ~30-60 s at this model's speed; longer answers from a 270M model are runaways
 DEFAULT_MAX_STRING = 3000  # characters, for every string of a schema that sets no smaller bound
 DEFAULT_MAX_ITEMS = 16
@@ -405,6 +407,11 @@ class EmbeddedClient(LLMClient):
                     if "error" in chunk:
                         return chunk
                     _merge_chunk(chunk, parts, out)
+                    if len(parts) % RUNAWAY_CHECK_EVERY == 0 and runaway("".join(parts[-RUNAWAY_WINDOW:])):
+                        # Leaving the block closes the stream, so llama.cpp stops at once instead of writing the
+                        # same lines until max_tokens (a 270M model did for 125 s). One chunk is one token.
+                        out.update(finish_reason="repetition", usage={"completion_tokens": len(parts)})
+                        break
         except httpx.TimeoutException:
             raise timed_out from None
         except (httpx.HTTPError, ValueError) as exc:

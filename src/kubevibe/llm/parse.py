@@ -148,3 +148,18 @@ def repeated_tail(text: str) -> bool:
     """True when the text ends in one run of characters repeated four times or more (a cut-off last copy may
     follow): a generation that went round in circles until the token limit."""
     return bool(_LOOP.search(text[-1500:]))
+
+
+# A generation stopped while it runs: one piece of 6-200 characters repeated 8 times or more, over at least
+# RUNAWAY_SPAN characters, at the end of what was written so far. Stricter than repeated_tail (which explains an
+# answer that already hit the token limit): a live check must never cut an answer that was merely regular.
+_RUNAWAY = re.compile(r"(.{6,200}?)\1{7,}.{0,200}$", re.S)
+RUNAWAY_SPAN = 240
+RUNAWAY_WINDOW = 2400  # characters of the tail the check reads (8 copies of the longest piece, and the cut copy)
+
+
+def runaway(text: str) -> bool:
+    """True when a generation in progress is going round in circles (see _RUNAWAY); cheap on a long text."""
+    match = _RUNAWAY.search(text[-RUNAWAY_WINDOW:])
+    return bool(match) and len(match.group(0)) >= RUNAWAY_SPAN
+

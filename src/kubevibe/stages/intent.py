@@ -131,14 +131,16 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
     examples = _examples(request) if method == "curated-llm-few-shot" else ""
     if method in ("curated-llm-zero-shot", "curated-llm-few-shot"):
         prompt = prompts.render("intent_curate.j2", request=request, examples=examples, feedback=feedback)
-        answer = ask(ctx, "intent", prompt, CuratedDescription, system=prompts.render("system.j2"))
+        answer = ask(ctx, "intent", prompt, CuratedDescription, system=prompts.render("system.j2"),
+                     max_tokens=_intent_max_tokens(ctx))
         if not answer.ok:
             return None, answer.error
         slo = answer.value.slo.model_dump(mode="json") if answer.value.slo else None
         return Intent(request=request, method=method, text=answer.value.description.strip(), slo=slo), None
     if method == "only-json-as-format":
         prompt = prompts.render("intent_json.j2", request=request, feedback=feedback)
-        answer = ask(ctx, "intent", prompt, FreeFormJSON, system=prompts.render("system.j2"))
+        answer = ask(ctx, "intent", prompt, FreeFormJSON, system=prompts.render("system.j2"),
+                     max_tokens=_intent_max_tokens(ctx))
         if not answer.ok:
             return None, answer.error
         data: dict[str, Any] = answer.value.model_dump()
@@ -154,7 +156,7 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
                                 limits=limits if limits.check_relevance else None)
         answer = ask(ctx, "intent", prompt, ServiceSpec, system=prompts.render("system.j2"),
                      schema=spec_schema(limits),
-                     max_tokens=min(ctx.settings.max_tokens, INTENT_MAX_TOKENS) if limits.check_relevance else None)
+                     max_tokens=_intent_max_tokens(ctx))
         if not answer.ok:
             return None, answer.error
         spec, notes = tidy_spec(answer.value, limits)
@@ -167,6 +169,12 @@ def _curate(ctx: RunContext, method: str, request: str, feedback: str) -> tuple[
         intent.notes = notes
         return intent, None
     raise AssertionError(f"unhandled intent method {method}")  # settings validation admits only the five
+
+
+def _intent_max_tokens(ctx: RunContext) -> int | None:
+    """Every intent method's call is capped for small models (the scaffold strategy): a 270M model asked for free
+    JSON wrote until the 2,048-token cap, the same lines over and over (125 s on 2 cores). None: the usual limit."""
+    return min(ctx.settings.max_tokens, INTENT_MAX_TOKENS) if limits_for(ctx.state.strategy).check_relevance else None
 
 
 def _previous_failure(ctx: RunContext) -> str:

@@ -278,3 +278,20 @@ def test_a_stream_going_round_in_circles_is_cut_and_the_server_told(tmp_path):
         assert result["choices"][0]["finish_reason"] == "repetition"
         assert result["usage"]["completion_tokens"] < 100  # cut after a few checks, not at max_tokens
         assert sent["closed"].wait(10), "the stream was not closed, so llama.cpp would keep generating"
+
+
+@pytest.mark.embedded
+def test_real_model_going_round_in_circles_is_stopped_and_frees_the_slot(client):
+    """The runaway cut closes the stream before max_tokens; llama.cpp must then stop that task, or the next call
+    waits behind up to max_tokens of a generation nobody reads."""
+    loop = LLMRequest(purpose="intent", prompt="Write the line `the same line again` 500 times, nothing else.",
+                      max_tokens=2048, temperature=0, timeout_s=240)
+    answer = client.complete(loop)
+    assert answer.finish_reason == "repetition", (answer.finish_reason, answer.text[-300:])
+    assert answer.completion_tokens < 400
+    started = time.monotonic()
+    answer = client.complete(LLMRequest(purpose="generate", prompt="Name a city and its country.", json_schema=CITY,
+                                        max_tokens=64, temperature=0, timeout_s=240))
+    wall = time.monotonic() - started
+    work = (answer.timings["prompt_ms"] + answer.timings["predicted_ms"]) / 1000
+    assert wall - work < 5, (wall, work)  # not queued behind the cut generation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -228,13 +227,14 @@ def setup(
 ) -> None:
     """Prepare the local engine: podman config, base image, registry (a service of the tool's own, reused by
     every run until stopped with --stop-registry)."""
-    from kubevibe import localinfra
+    from kubevibe.localinfra.doctor import setup as set_up
+    from kubevibe.localinfra.registry import stop_registry as stop
 
     if stop_registry:
-        stopped = localinfra.stop_registry()
+        stopped = stop()
         out.print("registry stopped" if stopped else "no registry started by KubeVibe was running")
         return
-    localinfra.setup(progress=lambda msg: out.print(msg, highlight=False, markup=False))
+    set_up(progress=lambda msg: out.print(msg, highlight=False, markup=False))
 
 
 @app.command()
@@ -272,9 +272,9 @@ def check(
 @app.command()
 def doctor() -> None:
     """What is present, what is missing, and the command that installs it."""
-    from kubevibe import localinfra
+    from kubevibe.localinfra.doctor import doctor as run_checks
 
-    checks = localinfra.doctor()
+    checks = run_checks()
     missing = 0
     for check in checks:
         mark = "[green]✓[/]" if check.ok else ("[red]✗[/]" if check.required else "[yellow]-[/]")
@@ -617,7 +617,9 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only on request
-        if os.environ.get("KUBEVIBE_DEBUG"):
+        from kubevibe.settings import debug_traceback
+
+        if debug_traceback():
             raise
         err.print(f"[red]internal error:[/] {escape(repr(exc))} (set KUBEVIBE_DEBUG=1 for the traceback)", highlight=False)
         sys.exit(EXIT_FAIL)

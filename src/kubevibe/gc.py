@@ -399,7 +399,7 @@ def command(say: Callable[[str], None], *, where: str, include_images: bool, dry
         else:
             podman = Podman(str(binary), podman_env())
             if include_images:
-                from kubevibe.localinfra import registry_address, registry_alive
+                from kubevibe.localinfra.registry import registry_address, registry_alive
 
                 if registry_alive():
                     registry = Registry(registry_address())

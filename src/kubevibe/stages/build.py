@@ -22,7 +22,7 @@ from kubevibe.buildcontext import service_file
 from kubevibe.engines import get_builder, map_base_image
 from kubevibe.engines.leftovers import remove_build_containers
 from kubevibe.errors import KubeVibeError
-from kubevibe.localinfra import ensure_stand_in
+from kubevibe.localinfra.baseimage import ensure_stand_in
 from kubevibe.manifests import (
     ManifestError,
     deployments,

@@ -2,6 +2,8 @@
 
 `run()` never raises for a failing command: it returns a `CommandResult` that stages attach to their evidence.
 Callers that need success call `result.check()`. `run_pipe()` is the same for `producer | consumer`.
+`start()` is for a child that outlives the call (a daemon, an experiment's cell, a port-forward): the caller owns
+the process it returns, and `kill_group()` ends it with everything it started.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 from pydantic import BaseModel
 
@@ -23,7 +26,7 @@ from kubevibe.text import clip_middle, pretty_command
 MAX_CAPTURE_CHARS = 200_000
 
 
-__all__ = ["CommandResult", "kill_group", "pretty_command", "run", "run_pipe"]  # pretty_command: callers print commands too
+__all__ = ["CommandResult", "kill_group", "pretty_command", "run", "run_pipe", "start"]  # pretty_command: callers print commands too
 
 
 def _clip(text: str, limit: int = MAX_CAPTURE_CHARS) -> str:
@@ -175,6 +178,25 @@ def run_pipe(
             fh.write(f"$ {pretty_command(producer)} | {pretty_command(consumer)}\n# {result.describe()}\n")
             fh.write(result.output + "\n\n")
     return result
+
+
+def start(
+    argv: Sequence[str | os.PathLike],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    stdout: int | IO[Any] | None = subprocess.DEVNULL,
+    stderr: int | IO[Any] | None = subprocess.STDOUT,
+    text: bool = False,
+    pass_fds: Sequence[int] = (),
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen:
+    """Start argv in a session of its own (a Ctrl-C of ours does not reach it; kill_group ends all of it), stdin
+    closed. env: the child's whole environment (None: ours). Raises OSError if it cannot start."""
+    return subprocess.Popen([os.fspath(a) for a in argv], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                            cwd=cwd, env=None if env is None else dict(env), text=text,
+                            errors="replace" if text else None, start_new_session=True, pass_fds=tuple(pass_fds),
+                            preexec_fn=preexec_fn)
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:

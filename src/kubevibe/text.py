@@ -6,7 +6,7 @@ Ground floor: imports nothing of KubeVibe, so errors.py and exec.py can both use
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def pretty_command(argv: Sequence[str]) -> str:
@@ -32,3 +32,13 @@ def trim_middle(text: str, limit: int) -> str:
     turns for a prompt)."""
     head = limit // 3
     return text if len(text) <= limit else clip_middle(text, head, limit - head - 40)
+
+
+def last_line(text: str, *, keep: Callable[[str], bool] | None = None,
+              prefer: Callable[[str], bool] | None = None) -> str | None:
+    """The last non-blank line of text that `keep` accepts (all, by default), stripped: the last of those that
+    `prefer` accepts, if any does. None when there is none. How a failed command is told in one line."""
+    lines = [line for line in text.splitlines() if line.strip() and (keep is None or keep(line))]
+    preferred = [line for line in lines if prefer(line)] if prefer is not None else []
+    chosen = (preferred or lines or [None])[-1]
+    return None if chosen is None else chosen.strip()

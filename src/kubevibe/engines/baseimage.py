@@ -17,6 +17,7 @@ from kubevibe.dockerfile import Decision, rewrite_from_lines
 from kubevibe.engines.base import Builder
 from kubevibe.exec import CommandResult
 from kubevibe.settings import machine_setting
+from kubevibe.text import clip_end
 
 # Tags of the official python image that the local base stands in for. Not exhaustive: `python_image_match()`
 # accepts any python 3 tag; this list documents the common ones and drives the tests.
@@ -61,7 +62,7 @@ def _pull_failure(result: CommandResult) -> str:
         return f"timed out after {result.duration_s:.0f}s"
     lines = (result.error or result.output).strip().splitlines() or ["failed"]
     line = lines[-1].removeprefix("Error: ")
-    return line if len(line) <= 300 else line[:297] + "..."
+    return clip_end(line, 300)
 
 
 def map_base_image(

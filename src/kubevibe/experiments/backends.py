@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kubevibe.exec import start
 from kubevibe.settings import CONFIG_ENV, ENV_VARS
 
 EXECUTORS = ("local", "ray")
@@ -124,7 +125,6 @@ class LocalProcesses(CellBackend):
     def launch(self, job: CellJob, log: Path) -> CellHandle:
         out = log.open("a", encoding="utf-8")
         fd = self.lock_fd()
-        proc = subprocess.Popen(kubevibe_argv(job), cwd=self.exp_path, env=child_env(job.env_keys),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, pass_fds=(fd,) if fd is not None else ())
+        proc = start(kubevibe_argv(job), cwd=self.exp_path, env=child_env(job.env_keys), stdout=out,
+                     pass_fds=(fd,) if fd is not None else ())
         return _LocalHandle(proc=proc, log=out)

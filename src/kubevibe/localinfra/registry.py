@@ -16,6 +16,7 @@ import httpx
 import yaml
 
 from kubevibe.errors import KubeVibeError
+from kubevibe.exec import start
 from kubevibe.localinfra.common import file_lock, infra_paths
 from kubevibe.settings import machine_setting
 from kubevibe.tools import require_tool
@@ -70,13 +71,11 @@ _started: list[subprocess.Popen] = []  # keeps our child objects alive (no zombi
 
 
 def _start_registry_process(binary: Path, config: Path, log: Path, pid_file: Path) -> subprocess.Popen:
-    # A daemon, so not exec.run(): a new session (survives our exit and Ctrl-C), output to a log file.
+    # A daemon, so exec.start(), not exec.run(): a new session (survives our exit and Ctrl-C), output to a log file.
     # REGISTRY_* variables would override the config file, so they are dropped.
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     with log.open("ab") as log_fh:
-        proc = subprocess.Popen([str(binary), "serve", str(config)], stdin=subprocess.DEVNULL, stdout=log_fh,
-                                stderr=subprocess.STDOUT, env=env, cwd=str(config.parent),
-                                start_new_session=True)  # fmt: skip
+        proc = start([str(binary), "serve", str(config)], stdout=log_fh, env=env, cwd=str(config.parent))
     _started.append(proc)
     pid_file.write_text(f"{proc.pid}\n")
     return proc

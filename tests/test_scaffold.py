@@ -22,6 +22,7 @@ from kubevibe.generation import bodies as body_checks
 from kubevibe.generation import scaffold, scaffold_plan, scaffold_render
 from kubevibe.intent import Intent, ServiceSpec
 from kubevibe.llm.replay import ReplayClient, write_replay_log
+from kubevibe.manifests import service_label
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
@@ -89,9 +90,9 @@ def test_function_names_are_unique_identifiers():
 def test_names():
     assert scaffold_plan.name_from_request(CC, "x") == "credit-card-validation"
     assert scaffold_plan.name_from_request("Develop a microservice", "fallback") == "fallback"
-    assert scaffold_plan.dns_name("My_Service!! v2") == "my-service-v2"
-    assert scaffold_plan.dns_name("42") == "service"
-    assert len(scaffold_plan.dns_name("a" * 80)) == 40
+    assert service_label("My_Service!! v2") == "my-service-v2"
+    assert service_label("42") == "service"
+    assert len(service_label("a" * 80)) == 40
 
 
 # -- planning -----------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from kubevibe import bank
 from kubevibe.bank import Reference, RouteHandler
 from kubevibe.intent import Endpoint, Intent, ServiceSpec, TestCase
-from kubevibe.manifests import dns_label
+from kubevibe.manifests import service_label
 from kubevibe.pipeline import artifacts as names
 
 CLOSE_MATCH = 0.3  # bank similarity from which the nearest reference is taken to be the service asked for
@@ -52,15 +52,10 @@ class ScaffoldPlan(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def dns_name(text: str, fallback: str = "service") -> str:
-    """A service name: a DNS-1123 label of at most 40 characters (room for the suffixes targets add)."""
-    return dns_label(text, max_len=40, fallback=fallback, letter_first=True)
-
-
 def name_from_request(request: str, fallback: str) -> str:
     """'Develop a credit card validation microservice' -> 'credit-card-validation'."""
     words = [w for w in re.findall(r"[a-z0-9]+", request.lower()) if w not in _NAME_STOPWORDS and len(w) > 1]
-    return dns_name("-".join(words[:3]), fallback) if words else fallback
+    return service_label("-".join(words[:3]), fallback) if words else fallback
 
 
 def flask_rule(path: str) -> str | None:
@@ -167,7 +162,7 @@ def resolve_spec(intent: Intent, ref: Reference, close: bool) -> tuple[ServiceSp
     notes = []
     if intent.spec is not None:
         spec = intent.spec.model_copy(deep=True)
-        spec.name = dns_name(spec.name, name_from_request(intent.request, ref.name))
+        spec.name = service_label(spec.name, name_from_request(intent.request, ref.name))
         real = [e for e in spec.endpoints if flask_rule(e.path) not in (None, "/health")]
         if not real and close:
             notes.append(f"the intent's spec names no endpoints; using those of the reference {ref.name}")

@@ -14,8 +14,9 @@ from typing import Any
 
 import jinja2
 
-from kubevibe.generation.scaffold_plan import ScaffoldPlan, dns_name
+from kubevibe.generation.scaffold_plan import ScaffoldPlan
 from kubevibe.intent import Resources, ServiceSpec
+from kubevibe.manifests import service_label
 
 FLASK_REQUIREMENT = "flask==3.1.3"  # pinned; the base images pre-install nothing, as the official ones
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -56,7 +57,7 @@ def render_dockerfile(spec: ServiceSpec) -> str:
 
 
 def render_manifest(spec: ServiceSpec) -> str:
-    return render_template("vibe.yaml.j2", name=dns_name(spec.name), replicas=spec.replicas, port=spec.port,
+    return render_template("vibe.yaml.j2", name=service_label(spec.name), replicas=spec.replicas, port=spec.port,
                    target_port=spec.target_port, resources=_resources(spec))
 
 

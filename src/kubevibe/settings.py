@@ -79,7 +79,8 @@ class Settings(BaseModel):
     test_llm: str | None = Field(None, description="LLM spec of the test writer; default: the generator's")
     test_model: str | None = None
     # Machine settings read by the local infrastructure (issue 11): checked before a run starts, recorded with
-    # their source. Code below the pipeline reads them from the environment (see export_machine_settings).
+    # their source. Code below the pipeline reads them from the environment with machine_setting() (a config-file
+    # value is exported there, see export_machine_settings).
     registry_port: int = Field(5005, ge=1, le=65535, description="port of the loopback registry")
     base_policy: Literal["auto", "offline"] = "auto"
     debian_mirror: str | None = Field(None, pattern=r"^(https?|file)://\S+$", description="mirror for debootstrap")

@@ -20,7 +20,7 @@ import yaml
 
 from kubevibe.engines import get_builder, map_base_image
 from kubevibe.errors import SettingError
-from kubevibe.exec import run, run_pipe
+from kubevibe.exec import run
 from kubevibe.localinfra import apt, baseimage, doctor
 from kubevibe.localinfra import registry as loopback
 from kubevibe.localinfra.apt import AptSource, choose_debian_mirror, parse_deb822_sources, parse_one_line_sources
@@ -138,21 +138,6 @@ def test_base_containerfile_behaves_like_official_python_image():
     assert "WORKDIR /\n" in text
     for pkg in ("flask", "fastapi", "uvicorn", "gunicorn", "pydantic"):  # nothing the official image lacks
         assert pkg not in text
-
-
-def test_pipe_helper_streams_and_reports(tmp_path):
-    producer = [sys.executable, "-c", "import sys; sys.stdout.write('x' * 200000)"]
-    consumer = [sys.executable, "-c", "import sys; print(len(sys.stdin.read()))"]
-    result = run_pipe(producer, consumer, timeout=30, env={}, log_file=tmp_path / "log")
-    assert result.ok and result.stdout.strip() == "200000"
-    assert "|" in (tmp_path / "log").read_text()
-    failing = [sys.executable, "-c", "import sys; sys.stderr.write('tar: boom'); sys.exit(2)"]
-    result = run_pipe(failing, consumer, timeout=30, env={}, log_file=None)
-    assert result.returncode == 2 and "boom" in result.stderr
-    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
-    t0 = time.monotonic()
-    result = run_pipe(slow, consumer, timeout=1, env={}, log_file=None)
-    assert result.timed_out and result.returncode is None and time.monotonic() - t0 < 15
 
 
 # --- real engine ----------------------------------------------------------------------------------------------------

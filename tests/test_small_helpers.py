@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubevibe.errors import SettingError
-from kubevibe.exec import kill_group, start
+from kubevibe.exec import kill_group, run_pipe, start
 from kubevibe.poll import Backoff
 from kubevibe.settings import debug_traceback, machine_setting, openai_api_key, resolve_settings
 from kubevibe.text import clip_end, clip_middle, last_line, pretty_command, trim_middle
@@ -75,6 +75,21 @@ def test_start_runs_the_child_in_its_own_session(tmp_path):
     finally:
         kill_group(proc, grace=2.0)
     assert proc.returncode is not None
+
+
+def test_run_pipe_streams_and_reports(tmp_path):
+    producer = [sys.executable, "-c", "import sys; sys.stdout.write('x' * 200000)"]
+    consumer = [sys.executable, "-c", "import sys; print(len(sys.stdin.read()))"]
+    result = run_pipe(producer, consumer, timeout=30, env={}, log_file=tmp_path / "log")
+    assert result.ok and result.stdout.strip() == "200000"
+    assert "|" in (tmp_path / "log").read_text()
+    failing = [sys.executable, "-c", "import sys; sys.stderr.write('tar: boom'); sys.exit(2)"]
+    result = run_pipe(failing, consumer, timeout=30, env={}, log_file=None)
+    assert result.returncode == 2 and "boom" in result.stderr
+    slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+    t0 = time.monotonic()
+    result = run_pipe(slow, consumer, timeout=1, env={}, log_file=None)
+    assert result.timed_out and result.returncode is None and time.monotonic() - t0 < 15
 
 
 def test_machine_settings_read_from_the_environment_with_the_run_checks():

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
-import time
 import uuid
 from pathlib import Path
 

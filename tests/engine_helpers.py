@@ -6,7 +6,8 @@ import pytest
 
 from kubevibe.engines.podman import PodmanBuilder
 from kubevibe.exec import run as run_command
-from kubevibe.localinfra import BASE_IMAGE, ensure_registry
+from kubevibe.localinfra.baseimage import BASE_IMAGE
+from kubevibe.localinfra.registry import ensure_registry
 from kubevibe.podman_conf import podman_env
 from kubevibe.targets.base import RUN_LABEL
 from kubevibe.targets.local import label_value, network_name

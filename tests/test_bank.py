@@ -12,7 +12,8 @@ import pytest
 import yaml
 from helpers import load_trusted_app
 
-from kubevibe import bank, policy, scaffold
+from kubevibe import bank, policy
+from kubevibe.generation import scaffold_plan, scaffold_render
 from kubevibe.intent import TestCase
 from kubevibe.pipeline import artifacts as names
 
@@ -54,7 +55,7 @@ def test_every_endpoint_is_a_route_and_has_a_test_case(ref):
     routes = {(h.method, h.path) for h in ref.handlers()}
     for endpoint in ref.spec.endpoints:
         assert (endpoint.method, endpoint.path) in routes, f"{endpoint.method} {endpoint.path} is not in myapp.py"
-        pattern = scaffold.rule_regex(endpoint.path)
+        pattern = scaffold_plan.rule_regex(endpoint.path)
         assert any(c.method == endpoint.method and pattern.fullmatch(c.path.split("?")[0])
                    for c in ref.spec.test_cases), f"no test case for {endpoint.method} {endpoint.path}"
 
@@ -103,11 +104,11 @@ def test_dockerfile_and_requirements(ref):
 @pytest.mark.parametrize("ref", REFS, ids=IDS)
 def test_reference_files_are_what_the_scaffold_renders(ref):
     """The bank and the scaffold templates cannot drift apart."""
-    assert ref.artifacts.get(names.DOCKERFILE) == scaffold.render_dockerfile(ref.spec)
-    assert ref.artifacts.get(names.MANIFEST) == scaffold.render_manifest(ref.spec)
+    assert ref.artifacts.get(names.DOCKERFILE) == scaffold_render.render_dockerfile(ref.spec)
+    assert ref.artifacts.get(names.MANIFEST) == scaffold_render.render_manifest(ref.spec)
     code = ref.artifacts.get(names.CODE)
-    assert ref.artifacts.get(names.REQUIREMENTS) == scaffold.render_requirements(
-        scaffold.requirements_for(ref.spec, code))
+    assert ref.artifacts.get(names.REQUIREMENTS) == scaffold_render.render_requirements(
+        scaffold_render.requirements_for(ref.spec, code))
 
 
 @pytest.mark.parametrize(("request_text", "expected"), [
@@ -131,7 +132,7 @@ def test_reference_files_are_what_the_scaffold_renders(ref):
 def test_nearest_finds_the_reference(request_text, expected):
     (best, score), *_ = bank.nearest(request_text)
     assert best.name == expected
-    assert score >= scaffold.CLOSE_MATCH
+    assert score >= scaffold_plan.CLOSE_MATCH
 
 
 @pytest.mark.parametrize("ref", REFS, ids=IDS)
@@ -151,7 +152,7 @@ def test_nearest_is_deterministic_ranked_and_bounded():
 
 def test_nearest_of_an_unrelated_request_is_not_close():
     (_, score), = bank.nearest("resize images and convert them to webp")
-    assert score < scaffold.CLOSE_MATCH
+    assert score < scaffold_plan.CLOSE_MATCH
 
 
 def test_nearest_can_search_a_subset():

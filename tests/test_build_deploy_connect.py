@@ -28,7 +28,7 @@ from helpers import (
 from helpers import make_context as _make_context
 
 from kubevibe.engines.podman import PodmanBuilder
-from kubevibe.localinfra import BASE_IMAGE
+from kubevibe.localinfra.baseimage import BASE_IMAGE
 from kubevibe.pipeline.context import RunContext, RunState, StageResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.stages import build, connect, deploy

@@ -17,9 +17,8 @@ from helpers import KNOWN_GOOD_MANIFEST, known_good_docs
 
 from kubevibe.errors import UsageError
 from kubevibe.intent import Endpoint, TestCase, json_subset_problems
-from kubevibe.manifests import load_manifest
+from kubevibe.manifests import dns_label, load_manifest
 from kubevibe.stages.build import (
-    dns_name,
     failing_step,
     image_tag,
     mapping_records,
@@ -75,8 +74,8 @@ def test_service_name_prefers_the_spec_then_the_deployment_and_is_dns_safe():
     assert service_name({"spec": None}, KNOWN_GOOD_MANIFEST) == "credit-card"
     assert service_name(None, "kind: [broken") == "service"
     assert service_name(None, "") == "service"
-    assert dns_name("--" + "a" * 80) == "a" * 63
-    assert dns_name("___") == "service"
+    assert dns_label("--" + "a" * 80) == "a" * 63
+    assert dns_label("___") == "service"
 
 
 def test_mapping_records_become_text_and_failing_step_drops_podman_parser_dumps():

@@ -7,19 +7,10 @@ from pathlib import Path
 import pytest
 
 from kubevibe.engines import BUILDERS, DockerBuilder, PodmanBuilder, get_builder
-from kubevibe.engines.base import (
-    KNOWN_PYTHON_TAGS,
-    Decision,
-    ImageRef,
-    build_arg_flags,
-    expand_args,
-    label_flags,
-    map_base_image,
-    parse_image_ref,
-    python_image_match,
-    rewrite_from_lines,
-    should_substitute,
-)
+from kubevibe.baseimages import python_image_match
+from kubevibe.dockerfile import Decision, expand_args, rewrite_from_lines
+from kubevibe.engines.base import build_arg_flags, label_flags
+from kubevibe.engines.baseimage import KNOWN_PYTHON_TAGS, map_base_image, should_substitute
 from kubevibe.engines.docker import (
     docker_build_argv,
     docker_image_exists_argv,
@@ -33,6 +24,7 @@ from kubevibe.engines.podman import (
 )
 from kubevibe.errors import SettingError, UsageError
 from kubevibe.exec import CommandResult
+from kubevibe.imageref import ImageRef, parse_image_ref
 from kubevibe.podman_conf import podman_env, render_containers_conf
 
 BASE = "localhost/kubevibe/python:3.11-bookworm"

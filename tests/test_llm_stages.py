@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubevibe.generation import full
 from kubevibe.llm.replay import ReplayClient, write_replay_log
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, RunState
@@ -107,7 +108,7 @@ def test_generate_full_maps_reference_keys_to_files(tmp_path):
               "yamlfilecontent": "kind: Service", "requirements": "flask"}
     ctx = ctx_with_answers(tmp_path, [("generate", "Here you go:\n" + json.dumps(answer) + "\nEnjoy!")])
     ctx.state.intent = {"request": "r", "method": "none", "text": "r"}
-    result = generate.generate_full(ctx)
+    result = full.generate_full(ctx)
     assert result.outcome == Outcome.OK
     assert result.artifacts.files == {"myapp.py": "print(1)\n", "Dockerfile": "FROM python:3.11-slim\n",
                                       "vibe.yaml": "kind: Service\n", "requirements.txt": "flask\n"}
@@ -116,7 +117,7 @@ def test_generate_full_maps_reference_keys_to_files(tmp_path):
 def test_generate_truncated_answer_fails(tmp_path):
     ctx = ctx_with_answers(tmp_path, [("generate", '{"pythonfilecontent": "import fla')])
     ctx.state.intent = {"request": "r", "method": "none", "text": "r"}
-    result = generate.generate_full(ctx)
+    result = full.generate_full(ctx)
     assert result.outcome == Outcome.FAILED and "cut off" in result.summary
 
 
@@ -204,9 +205,9 @@ def test_seed_varies_by_step_so_retries_differ(tmp_path):
     ctx = ctx_with_answers(tmp_path, [("generate", "x"), ("generate", "y")], seed=42)
     ctx.state.intent = {"request": "r", "method": "none", "text": "r"}
     ctx.step = 2
-    generate.generate_full(ctx)
+    full.generate_full(ctx)
     ctx.step = 3
-    generate.generate_full(ctx)
+    full.generate_full(ctx)
     assert [c["request"]["seed"] for c in llm_log(ctx)] == [44, 45]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from kubevibe.baseimages import STAND_INS, choose_stand_in, render_containerfile, stand_in_for_version
 from kubevibe.buildcontext import service_file
-from kubevibe.localinfra import host_debian_suite
+from kubevibe.localinfra.apt import host_debian_suite
 from kubevibe.targets.base import ContainerInfo, DeploymentInfo, PodInfo, ServicePortInfo
 from kubevibe.targets.local import cpu_limits, readiness
 

@@ -28,7 +28,8 @@ from kubevibe.engines import map_base_image
 from kubevibe.engines.podman import PodmanBuilder
 from kubevibe.exec import run as run_command
 from kubevibe.llm.replay import write_replay_log
-from kubevibe.localinfra import BASE_IMAGE, render_registry_config
+from kubevibe.localinfra.baseimage import BASE_IMAGE
+from kubevibe.localinfra.registry import render_registry_config
 from kubevibe.podman_conf import podman_env
 from kubevibe.tools import find_tool
 

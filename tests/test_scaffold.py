@@ -2,7 +2,7 @@
 
 Generated code is only parsed here (ast/symtable), never run. The in-process runs below execute the bank's own
 handler bodies inside the rendered skeleton: KubeVibe's shipped code, trusted. Model-written code is run only
-in containers, by the pipeline (and by the measurement described in kubevibe/scaffold.py).
+in containers, by the pipeline (and by the measurement described in kubevibe/generation/scaffold.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import pytest
 import yaml
 from helpers import load_trusted_app
 
-from kubevibe import bank, scaffold
+from kubevibe import bank
+from kubevibe.generation import bodies as body_checks
+from kubevibe.generation import scaffold, scaffold_plan, scaffold_render
 from kubevibe.intent import Intent, ServiceSpec
 from kubevibe.llm.replay import ReplayClient, write_replay_log
+from kubevibe.manifests import service_label
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
@@ -66,37 +69,37 @@ def replay_ctx(tmp_path: Path, answers: list[str], request: str = CC, intent: In
     ("//x", None),
 ])
 def test_flask_rule(path, rule):
-    assert scaffold.flask_rule(path) == rule
+    assert scaffold_plan.flask_rule(path) == rule
 
 
 def test_rule_params_and_regex():
-    assert scaffold.rule_params("/todos/<int:todo_id>/tags/<tag>") == ["todo_id", "tag"]
-    pattern = scaffold.rule_regex("/todos/<int:todo_id>")
+    assert scaffold_plan.rule_params("/todos/<int:todo_id>/tags/<tag>") == ["todo_id", "tag"]
+    pattern = scaffold_plan.rule_regex("/todos/<int:todo_id>")
     assert pattern.fullmatch("/todos/12") and not pattern.fullmatch("/todos/x")
-    assert scaffold.rule_regex("/kv/<key>").fullmatch("/kv/color")
+    assert scaffold_plan.rule_regex("/kv/<key>").fullmatch("/kv/color")
 
 
 def test_function_names_are_unique_identifiers():
     taken: set[str] = {"get_todos"}
-    assert scaffold.function_name("GET", "/todos", taken) == "get_todos_2"
-    assert scaffold.function_name("GET", "/todos/<int:todo_id>", taken) == "get_todos_by_todo_id"
-    assert scaffold.function_name("GET", "/", taken) == "get_root"
-    assert scaffold.function_name("POST", "/v1/check-card", taken) == "post_v1_check_card"
+    assert scaffold_plan.function_name("GET", "/todos", taken) == "get_todos_2"
+    assert scaffold_plan.function_name("GET", "/todos/<int:todo_id>", taken) == "get_todos_by_todo_id"
+    assert scaffold_plan.function_name("GET", "/", taken) == "get_root"
+    assert scaffold_plan.function_name("POST", "/v1/check-card", taken) == "post_v1_check_card"
 
 
 def test_names():
-    assert scaffold.name_from_request(CC, "x") == "credit-card-validation"
-    assert scaffold.name_from_request("Develop a microservice", "fallback") == "fallback"
-    assert scaffold.dns_name("My_Service!! v2") == "my-service-v2"
-    assert scaffold.dns_name("42") == "service"
-    assert len(scaffold.dns_name("a" * 80)) == 40
+    assert scaffold_plan.name_from_request(CC, "x") == "credit-card-validation"
+    assert scaffold_plan.name_from_request("Develop a microservice", "fallback") == "fallback"
+    assert service_label("My_Service!! v2") == "my-service-v2"
+    assert service_label("42") == "service"
+    assert len(service_label("a" * 80)) == 40
 
 
 # -- planning -----------------------------------------------------------------------------------------------------
 
 
 def test_plan_for_a_request_close_to_a_reference():
-    plan = scaffold.make_plan(intent_none(CC))
+    plan = scaffold_plan.make_plan(intent_none(CC))
     assert (plan.reference, plan.close) == ("credit-card", True)
     assert plan.spec.name == "credit-card-validation"
     assert plan.spec.test_cases == bank.get_reference("credit-card").spec.test_cases
@@ -112,14 +115,14 @@ def test_plan_takes_the_intents_spec():
     spec = ServiceSpec(name="Card Checker", description="checks cards", endpoints=[
         {"method": "get", "path": "/health"}, {"method": "post", "path": "/check/{kind}"},
         {"method": "FETCH", "path": "/x"}])
-    plan = scaffold.make_plan(Intent(request=CC, method="json-with-required", text=CC, spec=spec))
+    plan = scaffold_plan.make_plan(Intent(request=CC, method="json-with-required", text=CC, spec=spec))
     assert plan.spec.name == "card-checker"
     assert [(h.method, h.rule, h.params) for h in plan.handlers] == [("POST", "/check/<kind>", ["kind"])]
     assert any("FETCH" in n for n in plan.notes)
 
 
 def test_plan_for_an_unrelated_request_is_generic():
-    plan = scaffold.make_plan(intent_none("resize images and convert them to webp"))
+    plan = scaffold_plan.make_plan(intent_none("resize images and convert them to webp"))
     assert not plan.close and plan.support == "" and plan.imports == []
     assert [(h.method, h.rule) for h in plan.handlers] == [("POST", "/resize")]
     assert plan.handlers[0].example is None
@@ -127,28 +130,28 @@ def test_plan_for_an_unrelated_request_is_generic():
 
 
 def test_health_only_needs_no_handler():
-    assert scaffold.make_plan(intent_none("a service that only has a health check")).handlers == []
+    assert scaffold_plan.make_plan(intent_none("a service that only has a health check")).handlers == []
 
 
 @pytest.mark.parametrize("ref", bank.load_bank(), ids=[r.name for r in bank.load_bank()])
 def test_skeleton_with_the_references_own_bodies_passes_its_test_cases(ref, tmp_path):
     """The tool's part is right: the rendered skeleton plus the bank's handler bodies is a working service."""
-    plan = scaffold.make_plan(intent_none(ref.requests[0]))
+    plan = scaffold_plan.make_plan(intent_none(ref.requests[0]))
     assert plan.reference == ref.name
     bodies = {h.function: textwrap.indent(h.example.body, "    ") for h in plan.handlers}
-    code = scaffold.render_app(plan, bodies)
-    assert scaffold.check_code(code, list(bodies)) == []
+    code = scaffold_render.render_app(plan, bodies)
+    assert body_checks.check_code(code, list(bodies)) == []
     assert bank.check_flask_app(load_trusted_app(code, tmp_path), plan.spec.test_cases) == []
 
 
 def test_prompts_show_the_example_and_the_task():
-    plan = scaffold.make_plan(intent_none(CC))
+    plan = scaffold_plan.make_plan(intent_none(CC))
     prompt = scaffold.render_prompt(plan, plan.handlers[0])
     assert 'def validate():\nExample answer:\n{"code": "data = request.get_json(silent=True)' in prompt
     assert '@app.route("/validate", methods=["POST"])\ndef post_validate():' in prompt
     assert 'POST /validate with JSON {"card_number": "4539578763621486"} -> HTTP 200' in prompt
     assert prompt.rstrip().endswith("Answer:")
-    todo = scaffold.make_plan(intent_none("Create a todo list REST API with CRUD operations"))
+    todo = scaffold_plan.make_plan(intent_none("Create a todo list REST API with CRUD operations"))
     batch = scaffold.render_batch_prompt(todo)
     assert batch.count("def ") == 2 * len(todo.handlers)
     example = json.loads(batch.split("Example answer:\n")[1].split("\n")[0])
@@ -156,7 +159,7 @@ def test_prompts_show_the_example_and_the_task():
 
 
 def test_body_limit_follows_the_example():
-    plan = scaffold.make_plan(intent_none(CC))
+    plan = scaffold_plan.make_plan(intent_none(CC))
     assert scaffold.body_limit(plan, plan.handlers[0]) == 2 * len(CC_BODY) + 200
     schema = scaffold.handler_answer_model(500).model_json_schema()
     assert schema["properties"]["code"]["maxLength"] == 500 and schema["required"] == ["code"]
@@ -168,10 +171,10 @@ def test_body_limit_follows_the_example():
 def test_manifest_and_dockerfile_fall_back_on_unusable_spec_values():
     spec = ServiceSpec(name="x", base_image="ubuntu:latest; rm -rf /",
                        resources={"cpu": "half a core", "memory": "64Mi", "cpu_limit": "1", "memory_limit": "1Gi"})
-    assert scaffold.render_dockerfile(spec).startswith("FROM python:3.11-slim\n")
-    assert scaffold.render_dockerfile(ServiceSpec(name="x", base_image="python:3.12-slim")).startswith(
+    assert scaffold_render.render_dockerfile(spec).startswith("FROM python:3.11-slim\n")
+    assert scaffold_render.render_dockerfile(ServiceSpec(name="x", base_image="python:3.12-slim")).startswith(
         "FROM python:3.12-slim\n")
-    deployment, service = yaml.safe_load_all(scaffold.render_manifest(spec))
+    deployment, service = yaml.safe_load_all(scaffold_render.render_manifest(spec))
     resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}}
     assert service["spec"]["ports"][0] == {"name": "http", "port": 80, "targetPort": 5000, "protocol": "TCP"}
@@ -181,9 +184,9 @@ def test_requirements():
     spec = ServiceSpec(name="x", dependencies=["Flask", "requests==2.32.3", "json", "rm -rf /", "numpy",
                                                "NumPy", "pyyaml"])
     code = "import os\nimport yaml\nfrom PIL import Image\nimport requests\n"
-    assert scaffold.requirements_for(spec, code) == ["flask==3.1.3", "requests==2.32.3", "numpy", "pyyaml",
+    assert scaffold_render.requirements_for(spec, code) == ["flask==3.1.3", "requests==2.32.3", "numpy", "pyyaml",
                                                      "Pillow"]
-    assert scaffold.render_requirements(["flask==3.1.3", "numpy"]) == "flask==3.1.3\nnumpy\n"
+    assert scaffold_render.render_requirements(["flask==3.1.3", "numpy"]) == "flask==3.1.3\nnumpy\n"
 
 
 # -- checking model answers (compile-only) ------------------------------------------------------------------------
@@ -199,19 +202,19 @@ def test_requirements():
     "def whatever():\n\tdata = request.get_json()\n\treturn jsonify(data)",
 ])
 def test_normalize_body_accepts_the_usual_shapes(answer):
-    assert scaffold.normalize_body(answer, "post_v") == "    data = request.get_json()\n    return jsonify(data)"
+    assert body_checks.normalize_body(answer, "post_v") == "    data = request.get_json()\n    return jsonify(data)"
 
 
 def test_normalize_body_keeps_helpers_the_model_wrote_around_the_handler():
     answer = "import re\n\ndef helper(x):\n    return x * 2\n\n@app.post('/v')\ndef post_v():\n    return jsonify(helper(2))"
-    body = scaffold.normalize_body(answer, "post_v")
+    body = body_checks.normalize_body(answer, "post_v")
     assert body.startswith("    import re\n    def helper(x):\n        return x * 2\n")
     assert body.endswith("    return jsonify(helper(2))")
 
 
 def test_normalize_body_drops_a_last_line_cut_by_the_length_bound():
     answer = "x = 1\nreturn jsonify(x=x)\nreturn jsonify(x="
-    assert scaffold.normalize_body(answer, "f") == "    x = 1\n    return jsonify(x=x)"
+    assert body_checks.normalize_body(answer, "f") == "    x = 1\n    return jsonify(x=x)"
 
 
 @pytest.mark.parametrize(("answer", "reason"), [
@@ -222,20 +225,20 @@ def test_normalize_body_drops_a_last_line_cut_by_the_length_bound():
     ("python", "never returns"),
 ])
 def test_normalize_body_refuses(answer, reason):
-    with pytest.raises(scaffold.BodyError, match=reason):
-        scaffold.normalize_body(answer, "f")
+    with pytest.raises(body_checks.BodyError, match=reason):
+        body_checks.normalize_body(answer, "f")
 
 
 def test_check_code_finds_what_would_fail_at_run_time():
     good = "from flask import jsonify\n\ndef helper():\n    return 1\n\ndef h(n):\n    total = [i for i in range(n)]\n" \
            "    return jsonify(total=total, one=helper(), n=len(str(n)))\n"
-    assert scaffold.check_code(good, ["h"]) == []
-    assert "never returns" in scaffold.check_code("def h():\n    x = 1\n", ["h"])[0]
-    assert "'luhn_check', which is not defined" in scaffold.check_code(
+    assert body_checks.check_code(good, ["h"]) == []
+    assert "never returns" in body_checks.check_code("def h():\n    x = 1\n", ["h"])[0]
+    assert "'luhn_check', which is not defined" in body_checks.check_code(
         "def h(n):\n    return luhn_check(n)\n", ["h"])[0]
-    assert "does not parse" in scaffold.check_code("def h(:\n", ["h"])[0]
-    assert "missing" in scaffold.check_code("x = 1\n", ["h"])[0]
-    assert scaffold.undefined_names("def f():\n    def g():\n        return y\n    return g\n") == [("f", "y")]
+    assert "does not parse" in body_checks.check_code("def h(:\n", ["h"])[0]
+    assert "missing" in body_checks.check_code("x = 1\n", ["h"])[0]
+    assert body_checks.undefined_names("def f():\n    def g():\n        return y\n    return g\n") == [("f", "y")]
 
 
 # -- the Generate contract, with canned model answers (kubevibe.llm.replay) -----------------------------------
@@ -252,9 +255,9 @@ def test_generate_with_a_replayed_answer_gives_the_four_files(tmp_path):
     built_to = result.updates["intent"]
     assert built_to["spec_from"] == "reference:credit-card"
     assert built_to["spec"]["test_cases"] and built_to["request"] == "Develop a credit card validation microservice"
-    plan = scaffold.make_plan(intent_none(CC))
-    assert files[names.DOCKERFILE] == scaffold.render_dockerfile(plan.spec)
-    assert files[names.MANIFEST] == scaffold.render_manifest(plan.spec)
+    plan = scaffold_plan.make_plan(intent_none(CC))
+    assert files[names.DOCKERFILE] == scaffold_render.render_dockerfile(plan.spec)
+    assert files[names.MANIFEST] == scaffold_render.render_manifest(plan.spec)
     assert files[names.REQUIREMENTS] == "flask==3.1.3\n"
     tree = ast.parse(files[names.CODE])
     assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == [
@@ -295,37 +298,34 @@ def test_generate_for_health_only_asks_nothing(tmp_path):
     assert 'def health():\n    return jsonify(status="ok")' in result.artifacts.get(names.CODE)
 
 
-def test_generate_batch_mode(tmp_path, monkeypatch):
-    monkeypatch.setattr(scaffold, "MODE", "batch")
+def test_generate_batch_mode(tmp_path):
     request = "Create a todo list REST API with CRUD operations"
-    plan = scaffold.make_plan(intent_none(request))
+    plan = scaffold_plan.make_plan(intent_none(request))
     answer = {"handlers": [{"function": h.function, "code": h.example.body} for h in plan.handlers]}
     answer["handlers"][1]["function"] = "wrong_name"  # taken by its place in the list
     ctx = replay_ctx(tmp_path, [json.dumps(answer)], request=request)
-    result = scaffold.generate(ctx)
+    result = scaffold.generate(ctx, mode="batch")
     assert result.outcome == Outcome.OK, result.summary
-    assert result.metrics["llm_calls"] == 1 and result.metrics["handlers"] == 5
+    assert result.metrics["llm_calls"] == 1 and result.metrics["handlers"] == 5 and result.metrics["mode"] == "batch"
     assert "def post_todos():\n    data = request.get_json(silent=True)" in result.artifacts.get(names.CODE)
 
 
-def test_generate_per_endpoint_mode(tmp_path, monkeypatch):
-    monkeypatch.setattr(scaffold, "MODE", "per-endpoint")
+def test_generate_per_endpoint_mode(tmp_path):
     request = "Create a todo list REST API with CRUD operations"
-    plan = scaffold.make_plan(intent_none(request))
+    plan = scaffold_plan.make_plan(intent_none(request))
     answers = [json.dumps({"code": h.example.body}) for h in plan.handlers]
     ctx = replay_ctx(tmp_path, answers, request=request)
-    result = scaffold.generate(ctx)
+    result = scaffold.generate(ctx, mode="per-endpoint")
     assert result.outcome == Outcome.OK, result.summary
-    assert result.metrics["llm_calls"] == 5
+    assert result.metrics["llm_calls"] == 5 and result.metrics["mode"] == "per-endpoint"
     assert [c["schema"] for c in ctx.rundir.read_jsonl("llm.jsonl")] == ["HandlerAnswer"] * 5
 
 
-def test_generate_stops_at_the_first_unusable_body(tmp_path, monkeypatch):
-    monkeypatch.setattr(scaffold, "MODE", "per-endpoint")
+def test_generate_stops_at_the_first_unusable_body(tmp_path):
     request = "Create a todo list REST API with CRUD operations"
     ctx = replay_ctx(tmp_path, [json.dumps({"code": "return jsonify(todos=list(TODOS.values()))"}),
                                 json.dumps({"code": "python"})], request=request)
-    result = scaffold.generate(ctx)
+    result = scaffold.generate(ctx, mode="per-endpoint")
     assert result.outcome == Outcome.FAILED and "post_todos" in result.summary
     assert result.metrics["llm_calls"] == 2
 
@@ -345,9 +345,9 @@ def test_generate_with_the_embedded_model(tmp_path):
     files = result.artifacts.files
     assert set(files) == set(names.FILES)
     ast.parse(files[names.CODE])  # compile-only: the code is not run here
-    plan = scaffold.make_plan(intent_none(CC))
-    assert files[names.DOCKERFILE] == scaffold.render_dockerfile(plan.spec)
-    assert files[names.MANIFEST] == scaffold.render_manifest(plan.spec)
+    plan = scaffold_plan.make_plan(intent_none(CC))
+    assert files[names.DOCKERFILE] == scaffold_render.render_dockerfile(plan.spec)
+    assert files[names.MANIFEST] == scaffold_render.render_manifest(plan.spec)
     assert files[names.REQUIREMENTS].startswith("flask==3.1.3\n")
     assert '@app.route("/validate", methods=["POST"])\ndef post_validate():' in files[names.CODE]
     (call,) = ctx.rundir.read_jsonl("llm.jsonl")

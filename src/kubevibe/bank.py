@@ -5,7 +5,7 @@ ServiceSpec with endpoints and test cases) and the four files of a deployment (m
 requirements.txt). tests/test_bank.py runs every reference's own test cases against its own code, so the bank
 is known to work.
 
-Uses: the scaffold strategy (kubevibe.scaffold) takes the nearest reference's spec, support code and handlers as
+Uses: the scaffold strategy (kubevibe.generation.scaffold) takes the nearest reference's spec, support code and handlers as
 the skeleton and the examples for a small model; prompts may show references as few-shot examples
 (`few_shot_block`).
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubevibe.engines.base import DOCKER_HUB_NAMES, parse_image_ref
+from kubevibe.imageref import DOCKER_HUB_NAMES, parse_image_ref
 
 IMAGE_REPOSITORY = "localhost/kubevibe/python-std"  # a new name: the older venv image stays for older checkouts
 ROOTFS_REPOSITORY = "localhost/kubevibe/debian-minbase"

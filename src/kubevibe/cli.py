@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -173,39 +172,14 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
-    from kubevibe.records.show import load_line, run_summary, stand_in_lines, verification_line
+    from kubevibe.console import print_run_summary
+    from kubevibe.records.show import run_summary
 
     summary = run_summary(run_dir)
     if as_json:
         out.print_json(json.dumps(summary, default=str))
         return
-    out.print(f"[bold]{summary['run_id']}[/]  {summary['outcome']}  ({summary['path']})")
-    out.print(f"request:  {summary['prompt']}", highlight=False, markup=False)
-    if summary.get("lineage"):
-        out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
-    llm = summary["llm"]
-    out.print(f"llm:      {llm.get('backend')} {llm.get('model')}  strategy={summary['strategy']}  "
-              f"style={summary['style']}  intent={summary['intent_method']}", highlight=False, markup=False)
-    out.print(f"steps:    {summary['steps']}  fixes: {summary['fix_iterations']}  revisions: {summary['revisions']}  "
-              f"llm calls: {summary['llm_calls']}  completion tokens: {summary['completion_tokens']}")
-    for t in summary["transitions"]:
-        out.print(f"  {t['step']!s:>3} {t['from']!s:<9} → {t['to']!s:<9} {t['result']:<15} "
-                  f"{(t['duration_s'] or 0):6.1f}s  {t['reason'] or ''}", highlight=False, soft_wrap=True)
-    out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", markup=False)
-    if load_line(summary["load"], summary["slo"]):
-        out.print(f"load:     {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
-    if summary["resources"]:
-        out.print(f"resources: {summary['resources']}", highlight=False, markup=False)
-    for line in stand_in_lines(summary["stand_ins"]):
-        out.print(line, highlight=False, markup=False)
-    if summary["service_file"] and summary["service_file"] != "myapp.py":
-        out.print(f"service file: {summary['service_file']}", highlight=False, markup=False)
-    if summary["image"]:
-        out.print(f"image:    {summary['image']}")
-    if summary["chart"]:
-        out.print(f"chart:    {summary['chart']}")
-    if summary["reason"] and summary["outcome"] != "success":
-        out.print(f"reason:   {summary['reason']}", highlight=False, markup=False)
+    print_run_summary(out, summary)
 
 
 @app.command()
@@ -228,13 +202,14 @@ def setup(
 ) -> None:
     """Prepare the local engine: podman config, base image, registry (a service of the tool's own, reused by
     every run until stopped with --stop-registry)."""
-    from kubevibe import localinfra
+    from kubevibe.localinfra.doctor import setup as set_up
+    from kubevibe.localinfra.registry import stop_registry as stop
 
     if stop_registry:
-        stopped = localinfra.stop_registry()
+        stopped = stop()
         out.print("registry stopped" if stopped else "no registry started by KubeVibe was running")
         return
-    localinfra.setup(progress=lambda msg: out.print(msg, highlight=False, markup=False))
+    set_up(progress=lambda msg: out.print(msg, highlight=False, markup=False))
 
 
 @app.command()
@@ -272,9 +247,9 @@ def check(
 @app.command()
 def doctor() -> None:
     """What is present, what is missing, and the command that installs it."""
-    from kubevibe import localinfra
+    from kubevibe.localinfra.doctor import doctor as run_checks
 
-    checks = localinfra.doctor()
+    checks = run_checks()
     missing = 0
     for check in checks:
         mark = "[green]✓[/]" if check.ok else ("[red]✗[/]" if check.required else "[yellow]-[/]")
@@ -420,12 +395,6 @@ def compare(
 # --- the user's loop: refine a run, take the result away, list the runs (issue 17) -----------------------------------
 
 
-def _lineage_line(lineage: list[dict]) -> str:
-    """The runs a refined run descends from, nearest first: 'ID "request" ← ID "request"'."""
-    return " ← ".join(f"{a['run_id']}" + (f" \"{a['prompt']}\"" if a.get("prompt") else "")
-                      + ("" if a.get("found") else " (missing)") for a in lineage)
-
-
 def _check_push(push: str | None) -> None:
     if push:
         from kubevibe.publish import check_push_target
@@ -514,7 +483,8 @@ def runs(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
 ) -> None:
     """The runs under the runs directory, newest first: outcome, verdict, request, age, lineage."""
-    from kubevibe.records.listing import human_age, list_runs
+    from kubevibe.console import print_run_rows
+    from kubevibe.records.listing import list_runs
     from kubevibe.settings import resolve_settings
 
     root = resolve_settings(flags=dict(runs_dir=runs_dir), config_path=config).settings.runs_dir
@@ -525,14 +495,7 @@ def runs(
     if not rows:
         out.print(f"no runs under {root}" + (" matching the filters" if outcome or model else ""))
         return
-    # Plain aligned lines (never folded), so the listing reads the same in a terminal, a pipe or a log.
-    cells = [(r.run_id, r.outcome, human_age(r.age_s), r.model or "", r.parent or "-", r.verdict, r.request[:100])
-             for r in rows]
-    header = ("RUN", "OUTCOME", "AGE", "MODEL", "PARENT", "VERIFIED", "REQUEST")
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(5)]
-    for line in [header, *cells]:
-        fixed = "  ".join(text.ljust(width) for text, width in zip(line[:5], widths))
-        out.print(f"{fixed}  {line[5]}  | {line[6]}", highlight=False, markup=False)
+    print_run_rows(out, rows)
 
 
 app.command("runs")(runs)
@@ -562,8 +525,8 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
-    from kubevibe.console import ConsoleReporter
-    from kubevibe.records.show import load_line, run_summary, stand_in_lines, verification_line
+    from kubevibe.console import ConsoleReporter, print_run_end
+    from kubevibe.records.show import run_summary
 
     show_progress = not (quiet or as_json)
     if show_progress:
@@ -578,21 +541,7 @@ def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
-        colour = {"success": "green", "fail": "red", "error": "red"}.get(end.outcome, "yellow")
-        out.print(f"[{colour}]{end.outcome.upper()}[/] {escape(end.reason)}", highlight=False)
-        out.print(f"verified: {verification_line(summary['verified'], summary['tests_from'])}", highlight=False, markup=False)
-        if summary.get("lineage"):
-            out.print(f"refines:  {_lineage_line(summary['lineage'])}", highlight=False, markup=False)
-        if (summary.get("push") or {}).get("ok"):
-            out.print(f"pushed:   {summary['push']['image']}", highlight=False, markup=False)
-        if load_line(summary["load"], summary["slo"]) and not quiet:
-            out.print(f"load: {load_line(summary['load'], summary['slo'])}", highlight=False, markup=False)
-        for line in stand_in_lines(summary["stand_ins"]):  # what would differ on a real registry and cluster
-            out.print(line, highlight=False, markup=False)
-        if not quiet:
-            out.print(f"record: {session.path}", highlight=False, markup=False)
-        if end.hint:
-            out.print(f"hint: {end.hint}", highlight=False, markup=False)
+        print_run_end(out, end, summary, session.path, quiet=quiet)
     code = {"success": EXIT_OK, "unverified": EXIT_UNVERIFIED, "interrupted": EXIT_INTERRUPTED}.get(end.outcome,
                                                                                                 EXIT_FAIL)
     raise typer.Exit(code)
@@ -617,7 +566,9 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only on request
-        if os.environ.get("KUBEVIBE_DEBUG"):
+        from kubevibe.settings import debug_traceback
+
+        if debug_traceback():
             raise
         err.print(f"[red]internal error:[/] {escape(repr(exc))} (set KUBEVIBE_DEBUG=1 for the traceback)", highlight=False)
         sys.exit(EXIT_FAIL)

@@ -1,9 +1,9 @@
 """The one Dockerfile parser, and the static check that runs before anything the model wrote is built.
 
 `parse(text)` gives the logical instructions (continuations joined with the `# escape=` character, comments and
-heredoc bodies skipped), each with its physical line span, keyword, flags and arguments. The base-image rewrite
-(engines.base), the EXPOSE reader (manifests) and the pre-build check below all use it, so they agree on what the
-Dockerfile says.
+heredoc bodies skipped), each with its physical line span, keyword, flags and arguments. The FROM rewrite at the
+end of this module (`rewrite_from_lines`, driven by engines/baseimage.py), the EXPOSE reader and the pre-build check
+below all use it, so they agree on what the Dockerfile says.
 
 `precheck(text)` refuses what a build could use to reach outside its container. Debian 12's podman 4.3 / buildah
 1.28 follow a symlink made in one stage when a later `RUN --mount=type=bind,rw,from=<stage>,source=<link>` mounts
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from kubevibe.pipeline.artifacts import DOCKERFILE
 
@@ -300,3 +300,144 @@ def precheck(text: str) -> list[DockerfileFinding]:
 
 def refusals(text: str) -> list[DockerfileFinding]:
     return [f for f in precheck(text) if f.severity == "refused"]
+
+
+# --- the FROM rewrite (pure): engines/baseimage.py decides, this changes the lines -----------------------------------
+
+
+_FROM_RE = re.compile(
+    r"^\s*(?P<kw>from)\s+(?P<flags>(?:--\S+\s+)*)(?P<image>\S+)(?:\s+(?P<as>as)\s+(?P<alias>\S+))?\s*$",
+    re.IGNORECASE,
+)
+_VAR_RE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<mod>:[-+][^}]*)?\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def expand_args(value: str, args: Mapping[str, str | None]) -> str | None:
+    """Substitute $VAR / ${VAR} / ${VAR:-default} / ${VAR:+alt} from args; None if a variable has no value."""
+    missing = False
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal missing
+        name = m.group("braced") or m.group("plain")
+        val = args.get(name)
+        mod = m.group("mod")
+        if mod and mod.startswith(":-"):
+            return val if val else mod[2:]
+        if mod and mod.startswith(":+"):
+            return mod[2:] if val else ""
+        if val is None:
+            missing = True
+            return ""
+        return val
+
+    result = _VAR_RE.sub(repl, value)
+    return None if missing else result
+
+
+def _global_arg(text: str) -> tuple[str, str | None] | None:
+    """("NAME", default or None) for an `ARG NAME[=default]` instruction."""
+    m = re.match(r"^\s*arg\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?\s*$", text, re.IGNORECASE)
+    if not m:
+        return None
+    default = m.group(2)
+    if default is not None:
+        default = default.strip()
+        if len(default) >= 2 and default[0] == default[-1] and default[0] in "\"'":
+            default = default[1:-1]
+    return m.group(1), default
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one FROM image: `to` is the replacement (None: keep the line as it is)."""
+
+    to: str | None
+    reason: str
+    note: str | None = None
+    unmapped: bool = False  # unavailable and no stand-in exists: reported, left unchanged
+
+
+def rewrite_from_lines(
+    dockerfile_text: str,
+    decide: Callable[[str], Decision],
+    build_args: Mapping[str, str] | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """Rewrite FROM images for which `decide(image).to` is set; return (new text, records).
+
+    `decide` is called once per distinct resolved image. Stage names (FROM builder), `scratch`, and FROMs whose
+    ARGs have no value are left alone; unresolved ones get a record with status "unresolved". Only the FROM
+    line changes; the `AS name` part and flags other than --platform are kept. --platform is dropped on
+    substitution because the local base exists for the host platform only.
+    """
+    lines = dockerfile_text.splitlines(keepends=True)
+    global_args: dict[str, str | None] = {}
+    stages: set[str] = set()
+    seen_from = False
+    decisions: dict[str, Decision] = {}
+    records: list[dict[str, Any]] = []
+    replacements: dict[int, tuple[int, str]] = {}  # first physical line -> (end, new physical line)
+
+    for logical in parse(dockerfile_text):
+        text = logical.text
+        if not seen_from:
+            arg = _global_arg(text)
+            if arg:  # only ARGs before the first FROM can be used in FROM lines
+                name, default = arg
+                global_args[name] = (build_args or {}).get(name, default)
+                continue
+        m = _FROM_RE.match(text)
+        if not m:
+            continue
+        seen_from = True
+        raw_image, alias = m.group("image"), m.group("alias")
+        line_no = logical.start + 1
+        image = expand_args(raw_image, global_args) if "$" in raw_image else raw_image
+        is_stage_or_scratch = image is not None and (image.lower() in stages or image.lower() == "scratch")
+        if alias:
+            stages.add(alias.lower())
+        if image is None:
+            records.append({"line": line_no, "from": raw_image, "to": None, "status": "unresolved",
+                            "reason": "uses a build argument without a value; left unchanged"})  # fmt: skip
+            continue
+        if is_stage_or_scratch:
+            continue  # an earlier stage or the empty image: nothing to pull
+        if image not in decisions:
+            decisions[image] = decide(image)
+        decision = decisions[image]
+        if decision.to is None:
+            if decision.unmapped:
+                records.append({"line": line_no, "from": image, "to": None, "status": "unmapped",
+                                "reason": decision.reason})  # fmt: skip
+            continue
+        flags = m.group("flags").split()
+        kept = [f for f in flags if not f.lower().startswith("--platform")]
+        record: dict[str, Any] = {"line": line_no, "from": image, "to": decision.to, "status": "mapped",
+                                  "reason": decision.reason}  # fmt: skip
+        if decision.note:
+            record["note"] = decision.note
+        if len(kept) != len(flags):
+            record["dropped_flags"] = [f for f in flags if f not in kept]
+        records.append(record)
+        parts = [m.group("kw"), *kept, decision.to] + ([m.group("as"), alias] if alias else [])
+        last = lines[logical.end - 1]
+        ending = "\r\n" if last.endswith("\r\n") else ("\n" if last.endswith("\n") else "")
+        indent = lines[logical.start][: len(lines[logical.start]) - len(lines[logical.start].lstrip())]
+        replacements[logical.start] = (logical.end, indent + " ".join(parts) + ending)
+
+    return _apply(lines, replacements) if replacements else dockerfile_text, records
+
+
+def _apply(lines: list[str], replacements: dict[int, tuple[int, str]]) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if i in replacements:
+            end, new_line = replacements[i]
+            out.append(new_line)
+            i = end
+        else:
+            out.append(lines[i])
+            i += 1
+    return "".join(out)

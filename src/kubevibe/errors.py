@@ -6,6 +6,8 @@ itself (bad settings, a missing engine, an unreachable model server) and stop th
 
 from __future__ import annotations
 
+from kubevibe.text import pretty_command
+
 
 class KubeVibeError(Exception):
     """A problem the user can fix. `str()` is the one-line message; `hint` says what to do."""
@@ -38,8 +40,6 @@ class CommandError(KubeVibeError):
     """An external command the tool itself needs (not a stage under test) failed."""
 
     def __init__(self, argv: list[str], returncode: int | None, output: str, hint: str | None = None):
-        from kubevibe.exec import pretty_command
-
         tail = output.strip().splitlines()[-5:]
         msg = f"Command failed (exit {returncode}): {pretty_command(argv)}"
         if tail:

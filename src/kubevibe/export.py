@@ -216,7 +216,7 @@ def _write_project(facts: RunFacts, out: Path, image: str | None) -> ExportResul
 
 def set_values_image(values_text: str, image: str) -> str:
     """values.yaml with image.repository and image.tag set to `image` (the rest, comments included, unchanged)."""
-    from kubevibe.engines.base import parse_image_ref
+    from kubevibe.imageref import parse_image_ref
 
     ref = parse_image_ref(image)
     repository = f"{ref.registry}/{ref.repository}" if ref.registry else ref.repository

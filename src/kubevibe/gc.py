@@ -5,7 +5,7 @@ Only objects carrying KubeVibe's labels are ever considered, and deletions go by
   * podman: pods, containers and networks with the label `io.kubevibe.run` (the local target's), and with
     `--images` the images Build labelled `io.kubevibe.run` (never the base image: it has no run label);
   * KubeVibe's own loopback registry (with `--images`): tags `<run id>-s<step>` under `kubevibe/` (deleting
-    manifests needs `storage.delete.enabled`, which localinfra's registry configuration sets);
+    manifests needs `storage.delete.enabled`, which localinfra/registry.py's configuration sets);
   * a cluster: namespaces labelled `app.kubernetes.io/managed-by=kubevibe` AND `io.kubevibe.run`.
 
 Which leftovers may go (`decide`): a run that may still be going must keep its resources. A namespace names the
@@ -399,7 +399,7 @@ def command(say: Callable[[str], None], *, where: str, include_images: bool, dry
         else:
             podman = Podman(str(binary), podman_env())
             if include_images:
-                from kubevibe.localinfra import registry_address, registry_alive
+                from kubevibe.localinfra.registry import registry_address, registry_alive
 
                 if registry_alive():
                     registry = Registry(registry_address())

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 from kubevibe.slo import SLO
+from kubevibe.text import clip_end
 
 
 def lenient_slo(value: Any, handler: ValidatorFunctionWrapHandler) -> SLO | None:
@@ -83,7 +84,7 @@ def json_subset_problems(expected: Any, actual: Any, path: str = "$") -> list[st
 
 def short_json(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip_end(text, limit)
 
 
 class Resources(BaseModel):

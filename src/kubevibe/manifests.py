@@ -322,3 +322,12 @@ def dns_label(text: str, *, max_len: int = 63, fallback: str = "service", letter
     if not name or (letter_first and not name[0].isalpha()):
         return fallback
     return name
+
+
+SERVICE_NAME_MAX_LEN = 40  # room for the suffixes targets add (namespaces, pod names) within 63
+
+
+def service_label(text: str, fallback: str = "service") -> str:
+    """A generated service's name (its Deployment and Service): a DNS-1123 label that starts with a letter, as a
+    Service name must, of at most SERVICE_NAME_MAX_LEN characters. Image names take any dns_label (digits first)."""
+    return dns_label(text, max_len=SERVICE_NAME_MAX_LEN, fallback=fallback, letter_first=True)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kubevibe.settings import machine_setting
+
 
 def data_dir() -> Path:
-    env = os.environ.get("KUBEVIBE_HOME")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
+    home = machine_setting("home")
+    if home is not None:
+        return home
+    xdg = os.environ.get("XDG_DATA_HOME")  # the XDG convention's own variable, not a KubeVibe setting
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "kubevibe"

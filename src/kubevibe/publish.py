@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubevibe.engines import get_builder
-from kubevibe.engines.base import parse_image_ref
+from kubevibe.imageref import parse_image_ref
 from kubevibe.errors import UsageError
 from kubevibe.targets.images import is_loopback_registry
 

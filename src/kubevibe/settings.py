@@ -3,6 +3,14 @@
 The reference tool's environment variables keep their names and meanings: MODEL, INTENT_METHOD, IVAL_METHOD,
 FIXFZERO, TIMEOUT (seconds for the whole run), N (most stage executions). Unlike the reference tool, the
 defaults bound both time and stage executions, so a run always ends.
+
+Every environment variable the tool reads is named here. The run settings are resolved by `resolve_settings`;
+the machine settings (MACHINE_SETTINGS) are also read on their own by the infrastructure code through
+`machine_setting()` (it serves `setup`, `doctor` and `gc`, which have no run settings). Two variables are not
+settings of a run and are not in `Settings`: KUBEVIBE_DEBUG (`debug_traceback()`: show the traceback of an
+internal error) and the secret OPENAI_API_KEY (`openai_api_key()`: a run records only whether it was set, never its
+value). Variables KubeVibe sets for its own subprocesses (KUBEVIBE_ACCEPT_RECORD, PYTHONPATH) are read where
+those subprocesses start.
 """
 
 from __future__ import annotations
@@ -71,7 +79,8 @@ class Settings(BaseModel):
     test_llm: str | None = Field(None, description="LLM spec of the test writer; default: the generator's")
     test_model: str | None = None
     # Machine settings read by the local infrastructure (issue 11): checked before a run starts, recorded with
-    # their source. Code below the pipeline reads them from the environment (see export_machine_settings).
+    # their source. Code below the pipeline reads them from the environment with machine_setting() (a config-file
+    # value is exported there, see export_machine_settings).
     registry_port: int = Field(5005, ge=1, le=65535, description="port of the loopback registry")
     base_policy: Literal["auto", "offline"] = "auto"
     debian_mirror: str | None = Field(None, pattern=r"^(https?|file)://\S+$", description="mirror for debootstrap")
@@ -126,9 +135,14 @@ ENV_VARS: dict[str, str] = {
     "home": "KUBEVIBE_HOME",
     "ollama_host": "OLLAMA_HOST",
 }
-# Settings that the infrastructure code reads from the process environment (it also serves `setup`, `doctor`
-# and `gc`, which have no run settings): a value from the config file is exported there for the run.
+# Settings that the infrastructure code reads from the process environment with machine_setting() (it also
+# serves `setup`, `doctor` and `gc`, which have no run settings): a value from the config file is exported there
+# for the run.
 MACHINE_SETTINGS = ("registry_port", "base_policy", "debian_mirror", "home", "ollama_host")
+# What machine_setting() says a bad value should be (the words the infrastructure code has always used).
+_MACHINE_EXPECTED = {"registry_port": "a TCP port number (1-65535)", "base_policy": "auto or offline"}
+DEBUG_ENV = "KUBEVIBE_DEBUG"
+OPENAI_API_KEY_ENV = "OPENAI_API_KEY"
 CONFIG_ENV = "KUBEVIBE_CONFIG"
 DEFAULT_CONFIG = Path("kubevibe.toml")
 
@@ -211,6 +225,8 @@ def resolve_settings(
         label = ENV_VARS.get(name, name) if source.startswith("env:") else name.replace("_", "-")
         expected = _expected(name, err)
         raise SettingError(label, values.get(name), expected) from None
+    # A secret: the record says whether it was set, never its value.
+    sources["openai_api_key"] = f"env:{OPENAI_API_KEY_ENV}" if env.get(OPENAI_API_KEY_ENV) else "unset"
     return ResolvedSettings(settings=settings, sources=sources, config_file=str(file_path) if file_path else None)
 
 
@@ -241,6 +257,34 @@ def export_machine_settings(resolved: ResolvedSettings, environ: dict[str, str] 
         value = getattr(resolved.settings, name)
         if resolved.sources.get(name, "").startswith("file:") and value is not None:
             environ[ENV_VARS[name]] = str(value)
+
+
+def machine_setting(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One of MACHINE_SETTINGS from the environment (where a run's config-file value was exported), checked like
+    the run's setting; its default when unset or blank. base_policy is read case-insensitively; a path is expanded."""
+    assert name in MACHINE_SETTINGS, name
+    env = os.environ if env is None else env
+    variable = ENV_VARS[name]
+    text = env.get(variable, "").strip()
+    if not text:
+        return Settings.model_fields[name].default
+    if name == "base_policy":
+        text = text.lower()
+    try:
+        value = getattr(Settings(**{name: text}), name)
+    except ValidationError as exc:
+        raise SettingError(variable, text, _MACHINE_EXPECTED.get(name) or _expected(name, exc.errors()[0])) from None
+    return value.expanduser() if isinstance(value, Path) else value
+
+
+def debug_traceback(env: Mapping[str, str] | None = None) -> bool:
+    """KUBEVIBE_DEBUG set to anything: an internal error shows its traceback instead of one line."""
+    return bool((os.environ if env is None else env).get(DEBUG_ENV))
+
+
+def openai_api_key(env: Mapping[str, str] | None = None) -> str | None:
+    """OPENAI_API_KEY for OpenAI-compatible servers; None when unset (local servers need none)."""
+    return (os.environ if env is None else env).get(OPENAI_API_KEY_ENV) or None
 
 
 def _expected(name: str, err: dict) -> str:

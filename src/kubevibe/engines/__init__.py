@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kubevibe.engines.base import Builder, map_base_image
+from kubevibe.engines.base import Builder
+from kubevibe.engines.baseimage import map_base_image
 from kubevibe.engines.docker import DockerBuilder
 from kubevibe.engines.podman import PodmanBuilder
 from kubevibe.errors import UsageError

@@ -8,8 +8,8 @@ what the subprocess printed is appended to logs/<cell key>.log, so the pool's bo
 Paths in a cell's command line are relative to the experiment directory (the subprocess runs there, or in a
 copy of its layout on a Ray worker), so a run records the same settings wherever it ran.
 
-Selected by one setting, `executor` (`--executor`, KUBEVIBE_EXECUTOR): `make_backend` is what `kubevibe
-experiment` and `kubevibe bench` call.
+Selected by one setting, `executor` (`--executor`, KUBEVIBE_EXECUTOR): `commands.make_backend` is what `kubevibe
+experiment` and `kubevibe bench` call (there, so that this module and ray_backend.py do not import each other).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kubevibe.exec import start
 from kubevibe.settings import CONFIG_ENV, ENV_VARS
 
 EXECUTORS = ("local", "ray")
@@ -124,18 +125,6 @@ class LocalProcesses(CellBackend):
     def launch(self, job: CellJob, log: Path) -> CellHandle:
         out = log.open("a", encoding="utf-8")
         fd = self.lock_fd()
-        proc = subprocess.Popen(kubevibe_argv(job), cwd=self.exp_path, env=child_env(job.env_keys),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, pass_fds=(fd,) if fd is not None else ())
+        proc = start(kubevibe_argv(job), cwd=self.exp_path, env=child_env(job.env_keys), stdout=out,
+                     pass_fds=(fd,) if fd is not None else ())
         return _LocalHandle(proc=proc, log=out)
-
-
-def make_backend(executor: str, ray_address: str | None = None, *,
-                 lock_fd: Callable[[], int | None] = lambda: None) -> CellBackend:
-    """The backend the `executor` setting names. Ray is imported only when asked for (an optional extra)."""
-    if executor == "ray":
-        from kubevibe.experiments.ray_backend import RayCluster
-
-        return RayCluster(ray_address)
-    return LocalProcesses(lock_fd)
-

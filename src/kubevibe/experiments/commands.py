@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,21 @@ from kubevibe.experiments.executor import (
     resolve_experiment,
     run_experiment,
 )
-from kubevibe.experiments.backends import make_backend
+from kubevibe.experiments.backends import CellBackend, LocalProcesses
 from kubevibe.experiments.matrix import matrix_size
 from kubevibe.experiments.metrics import FINISHED
 from kubevibe.experiments.plan import ExperimentPlan, load_plan, plan_from_flags
 from kubevibe.settings import resolve_named
+
+
+def make_backend(executor: str, ray_address: str | None = None, *,
+                 lock_fd: Callable[[], int | None] = lambda: None) -> CellBackend:
+    """The backend the `executor` setting names. Ray is imported only when asked for (an optional extra)."""
+    if executor == "ray":
+        from kubevibe.experiments.ray_backend import RayCluster
+
+        return RayCluster(ray_address)
+    return LocalProcesses(lock_fd)
 
 
 def _say(console: Console) -> Any:

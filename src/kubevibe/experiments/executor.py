@@ -56,6 +56,7 @@ from kubevibe.experiments.matrix import RunSpec, expand
 from kubevibe.experiments.metrics import FINISHED
 from kubevibe.experiments.plan import ExperimentPlan, validate_plan
 from kubevibe.experiments.store import DB_NAME, Store
+from kubevibe.text import last_line
 
 PLAN_NAME = "plan.yaml"
 LOCK_NAME = "experiment.lock"
@@ -443,11 +444,11 @@ def _write_graph(run_dir: Path) -> None:
 
 def _last_error(log: Path) -> str | None:
     try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-    errors = [line.removeprefix("error:").strip() for line in lines if line.startswith(("error:", "internal error:"))]
-    return errors[-1] if errors else None
+    line = last_line(text, keep=lambda line: line.startswith(("error:", "internal error:")))
+    return None if line is None else line.removeprefix("error:").strip()
 
 
 def _describe_row(row: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kubevibe.errors import UsageError
 from kubevibe.settings import IntentMethod, Settings
+from kubevibe.text import clip_end
 
 # Settings the matrix itself sets for each run; a plan may not override them through `settings`.
 MATRIX_SETTINGS = frozenset({"llm", "model", "intent_method", "strategy", "style", "runs_dir", "tests",
@@ -161,7 +162,7 @@ def _check_settings(where: str, values: dict[str, Any]) -> None:
 
 def _short(text: Any, limit: int = 60) -> str:
     text = str(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip_end(text, limit)
 
 
 def _msg(err: dict) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from kubevibe.text import clip_end
+
 # Tableau 10: distinguishable, and readable in print.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#bab0ac")
@@ -21,7 +23,7 @@ def colour(i: int) -> str:
 
 
 def _clip(text: str, limit: int = 44) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip_end(text, limit, "…")
 
 
 def _label_width(labels: Sequence[str], limit: int = 44) -> float:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.errors import KubeVibeError, UsageError
+from kubevibe.exec import start
 from kubevibe.experiments.backends import CellBackend, CellHandle, CellJob, Progress, child_env, kubevibe_argv
 
 RESOURCE = "kubevibe_local"
@@ -126,9 +127,8 @@ def run_cell(job_data: dict[str, Any], inputs: dict[str, bytes], resume_tar: byt
                 tar.extractall(work, filter="data")
         log_path = work / "cell.log"
         with log_path.open("w", encoding="utf-8") as log:
-            proc = subprocess.Popen(kubevibe_argv(job), cwd=work, env=child_env(job.env_keys),
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_run_process_setup)
+            proc = start(kubevibe_argv(job), cwd=work, env=child_env(job.env_keys), stdout=log,
+                         preexec_fn=_run_process_setup)
             try:
                 rc = _watch(proc, coordinator)
             except BaseException:  # the task itself is being torn down: the run must not outlive it

@@ -37,7 +37,7 @@ from kubevibe.experiments.metrics import (
 )
 from kubevibe.experiments.store import DB_NAME, Store, open_results
 from kubevibe.experiments.styles import style_comparison
-from kubevibe.pipeline.context import trim_middle
+from kubevibe.text import trim_middle
 from kubevibe.records.lineage import chain
 from kubevibe.records.rundir import RunDir
 from kubevibe.records.show import tests_from, verification_line

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from kubevibe.llm.base import ChatMessage
-from kubevibe.pipeline.context import trim_middle
+from kubevibe.text import trim_middle
 
 CHARS_PER_TOKEN = 3  # the same rough measure the Fix stage budgets its evidence with
 MIN_BUDGET_CHARS = 4000

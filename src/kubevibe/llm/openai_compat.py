@@ -8,7 +8,6 @@ output: some reject `response_format: json_schema` and only know `json_object`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from typing import Any
@@ -20,7 +19,7 @@ from kubevibe.errors import LLMUnavailable, UsageError
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
 from kubevibe.llm.http import (RetryPolicy, call_with_deadline, connect_timeout, status_error, timeout_error,
                                with_connect_retries)
-from kubevibe.settings import Settings
+from kubevibe.settings import Settings, openai_api_key
 
 
 class ChatMessage(BaseModel):
@@ -80,7 +79,7 @@ class OpenAIClient(LLMClient):
     def _new_client(self) -> openai.OpenAI:
         return openai.OpenAI(
             base_url=self.base_url,
-            api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # local servers ignore the key
+            api_key=openai_api_key() or "not-needed",  # local servers ignore the key
             timeout=openai.Timeout(self.timeout, connect=connect_timeout(self.timeout)),
             max_retries=0,  # connection failures are retried by our policy; nothing else should be
         )

@@ -11,7 +11,6 @@ Specs:
 
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,14 +18,14 @@ from pydantic import BaseModel
 
 from kubevibe.errors import UsageError
 from kubevibe.llm.base import BACKENDS, LLMClient, backend_class
-from kubevibe.settings import Settings
+from kubevibe.settings import Settings, machine_setting
 
 DEFAULT_OLLAMA_HOST = "localhost:11434"
 
 
 def ollama_base_url(host: str | None = None) -> str:
     """Ollama's own convention for OLLAMA_HOST: scheme optional, port 11434 when none is given."""
-    host = (host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST).rstrip("/")
+    host = (host or machine_setting("ollama_host") or DEFAULT_OLLAMA_HOST).rstrip("/")
     if not host.startswith(("http://", "https://")):
         host = "http://" + host
     url = urlsplit(host)  # not httpx.URL: it hides an explicit default port such as :443

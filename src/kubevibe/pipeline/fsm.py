@@ -107,8 +107,3 @@ def next_state(state: State, outcome: Outcome) -> State:
         return _NEXT[(state, outcome)]
     except KeyError:
         raise UnknownTransition(f"no transition from {state} on {outcome}") from None
-
-
-def outcomes_of(state: State) -> list[Outcome]:
-    """The outcomes a stage may return (LIMIT excluded: only the runner takes it)."""
-    return [t.outcome for t in TRANSITIONS if t.source == state and t.outcome != Outcome.LIMIT]

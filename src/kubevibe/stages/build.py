@@ -22,7 +22,7 @@ from kubevibe.buildcontext import service_file
 from kubevibe.engines import get_builder, map_base_image
 from kubevibe.engines.leftovers import remove_build_containers
 from kubevibe.errors import KubeVibeError
-from kubevibe.localinfra import ensure_stand_in
+from kubevibe.localinfra.baseimage import ensure_stand_in
 from kubevibe.manifests import (
     ManifestError,
     deployments,
@@ -43,21 +43,16 @@ PUSH_TIMEOUT_S = 300.0
 # --- names (pure) ---------------------------------------------------------------------------------------------------
 
 
-def dns_name(text: str, fallback: str = "service") -> str:
-    """A DNS-1123 label, usable in image names too."""
-    return dns_label(text, fallback=fallback)
-
-
 def service_name(intent: dict[str, Any] | None, manifest_text: str) -> str:
     """The spec's name if there is one, else the first Deployment's name, else "service"."""
     spec = (intent or {}).get("spec") or {}
     if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"].strip():
-        return dns_name(spec["name"])
+        return dns_label(spec["name"])
     try:
         found = deployments(load_manifest(manifest_text))
     except ManifestError:
         found = []
-    return dns_name(name_of(found[0])) if found else "service"
+    return dns_label(name_of(found[0])) if found else "service"
 
 
 def image_tag(registry: str, name: str, run_id: str, step: int) -> str:

@@ -39,6 +39,7 @@ from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.validate import Finding, check_manifest
 from kubevibe.targets import TARGETS, get_target
+from kubevibe.text import clip_end, last_line
 from kubevibe.tools import require_tool
 
 CHART_VERSION = "0.1.0"
@@ -135,8 +136,7 @@ def run(ctx: RunContext) -> StageResult:
 
 
 def _last_line(result: kexec.CommandResult) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else result.describe()
+    return last_line(result.output) or result.describe()
 
 
 def check_rendered(text: str, *, ctx: RunContext) -> list[Finding]:
@@ -239,7 +239,7 @@ def _int(value: Any, default: int) -> int:
 
 def _first_line(text: str, limit: int) -> str:
     line = " ".join((text or "").split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return clip_end(line, limit)
 
 
 def _description(spec: dict, prompt: str) -> str:

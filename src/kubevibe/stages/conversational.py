@@ -18,7 +18,7 @@ from kubevibe.llm.conversation import FILES_NOTE, Conversation, render_files
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet, resume_outcome
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
-from kubevibe.stages.fix import evidence_budget, render_evidence
+from kubevibe.stages.evidence import evidence_budget, render_evidence
 
 # A first answer must give these; requirements.txt may be left out (a service may need no package).
 REQUIRED = (names.CODE, names.DOCKERFILE, names.MANIFEST)

@@ -17,13 +17,10 @@ from kubevibe.intent import Intent
 from kubevibe.llm.call import ask
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import resume_outcome
-from kubevibe.pipeline.context import Evidence, RunContext, StageResult, trim_middle
+from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.pipeline.fsm import Outcome
 from kubevibe.slo import objectives_text
-
-# Roughly 3 characters per token; the rest of the context goes to the files and the instructions.
-CHARS_PER_TOKEN = 3
-MIN_EVIDENCE_CHARS = 1500
+from kubevibe.stages.evidence import evidence_budget, render_evidence
 
 FileName = Literal["myapp.py", "Dockerfile", "vibe.yaml", "requirements.txt"]
 assert set(FileName.__args__) == set(names.FILES)  # type: ignore[attr-defined]
@@ -92,17 +89,3 @@ def build_prompt(ctx: RunContext, failure: dict) -> str:
         service_file=ctx.state.service_file,
         stand_ins=[f"{s.get('kind')}: {s.get('detail')}" for s in ctx.state.stand_ins],
     )
-
-
-def evidence_budget(num_ctx: int, files_chars: int) -> int:
-    """Characters left for evidence once the files and instructions are in, never below a useful minimum."""
-    return max(MIN_EVIDENCE_CHARS, num_ctx * CHARS_PER_TOKEN - files_chars - 2500)
-
-
-def render_evidence(evidence: list[Evidence], budget: int) -> str:
-    if not evidence:
-        return "(the stage recorded no evidence)"
-    # Findings are short and all matter; command output is long and gets what is left.
-    per_item = max(300, budget // len(evidence))
-    text = "\n\n".join(e.render(per_item) for e in evidence)
-    return trim_middle(text, budget)

@@ -34,6 +34,7 @@ from kubevibe.manifests import ManifestError, describe
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import TARGETS, get_target
+from kubevibe.text import clip_end
 from kubevibe.tools import require_tool
 
 HADOLINT_TIMEOUT_S = 60.0
@@ -177,7 +178,7 @@ def _field_path(doc: Mapping, path: list) -> str:
 
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split()).rstrip(".")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip_end(text, limit)
 
 
 def _labels_text(labels: Mapping | None) -> str:

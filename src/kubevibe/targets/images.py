@@ -93,7 +93,7 @@ def resolve(registry: str | None, target: str) -> ImageDestination:
     """destination_of(), with KubeVibe's own registry started when that is where the image goes."""
     dest = destination_of(registry, target)
     if dest.kind == "local":
-        from kubevibe.localinfra import ensure_registry
+        from kubevibe.localinfra.registry import ensure_registry
 
         return ImageDestination("local", ensure_registry())
     return dest

@@ -8,8 +8,8 @@ from kubevibe.engines.podman import PodmanBuilder
 from kubevibe.exec import run as run_command
 from kubevibe.localinfra import BASE_IMAGE, ensure_registry
 from kubevibe.podman_conf import podman_env
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value, network_name
+from kubevibe.targets.labels import RUN_LABEL, label_value
+from kubevibe.targets.local.manifest import network_name
 from kubevibe.tools import find_tool
 
 NOTHING = {"containers": [], "pods": [], "networks": []}

@@ -31,17 +31,17 @@ import httpx
 from kubevibe.engines.leftovers import BuildContainer, build_containers
 from kubevibe.exec import CommandResult, run
 from kubevibe.owner import OWNER_LABEL, label_alive
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.kubernetes import (
+from kubevibe.targets.kubernetes.gc import owner_alive
+from kubevibe.targets.kubernetes.kubectl import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     OWNER_ANNOTATION,
     REQUEST_TIMEOUT,
     KubeAccess,
-    items,
     namespace_selector,
-    owner_alive,
 )
+from kubevibe.targets.kubernetes.status import items
+from kubevibe.targets.labels import RUN_LABEL
 
 COMMAND_TIMEOUT_S = 60.0
 DEFAULT_OLDER_THAN_S = 3600.0

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kubevibe.errors import SettingError, UsageError
 
@@ -36,7 +36,7 @@ class Settings(BaseModel):
     max_judge_retries: int = Field(2, ge=0)
     strategy: Literal["auto", "scaffold", "full"] = "auto"
     builder: Literal["podman", "docker"] = "podman"
-    target: Literal["local", "kubernetes"] = "local"
+    target: str = Field("local", description="a registered target: local, kubernetes (kubevibe.targets)")
     runs_dir: Path = Path("runs")
     temperature: float = Field(0.2, ge=0, le=2, allow_inf_nan=False)
     seed: int | None = None
@@ -78,6 +78,17 @@ class Settings(BaseModel):
     home: Path | None = Field(None, description="KubeVibe's data directory")
     ollama_host: str | None = Field(None, pattern=r"^(https?://)?[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?$",
                                     description="Ollama's address for --llm auto/ollama")
+
+    @field_validator("target")
+    @classmethod
+    def _registered_target(cls, value: str) -> str:
+        """One of the registered providers (kubevibe.targets.register_target), so a test may add a third."""
+        from kubevibe.targets import TARGETS  # lazily: settings sits below the targets
+
+        if value not in TARGETS:
+            names = [repr(name) for name in TARGETS]
+            raise ValueError(", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+        return value
 
 
 # Environment variable for each setting. The first six are the reference tool's.

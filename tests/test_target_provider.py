@@ -63,6 +63,7 @@ class PodmanRunTarget(Target):
     capabilities = TargetCapabilities()  # the image stays on this machine; pods answer on loopback ports
 
     def __init__(self, settings: Any = None) -> None:
+        super().__init__(settings)
         self.podman = str(find_tool("podman"))
 
     def podman_run(self, args: list[str], log_file: Path | None = None, timeout: float = 60) -> CommandResult:

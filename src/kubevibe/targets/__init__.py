@@ -45,7 +45,7 @@ def capabilities_of(name: str) -> TargetCapabilities:
 
 
 def get_target(name: str, settings: "Settings | None" = None) -> Target:
-    return target_class(name)(settings)  # type: ignore[call-arg]
+    return target_class(name)(settings)
 
 
 __all__ = ["TARGETS", "DeployRequest", "Deployment", "DeploymentInfo", "KubernetesTarget", "LocalTarget",

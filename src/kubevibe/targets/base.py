@@ -26,13 +26,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubevibe.evidence import Evidence
 from kubevibe.manifests import selects, service_ports, services
 from kubevibe.targets.labels import RUN_LABEL, label_value
+
+if TYPE_CHECKING:
+    from kubevibe.settings import Settings
 
 __all__ = ["RUN_LABEL", "label_value"]  # re-exported: the labels every target puts on what it creates
 
@@ -239,6 +242,10 @@ class Target(ABC):
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[TargetCapabilities] = TargetCapabilities()
+
+    def __init__(self, settings: "Settings | None" = None) -> None:
+        """Made as `cls(settings)` by `get_target`; a provider reads the settings it needs here (kubeconfig...)."""
+        self.settings = settings
 
     @abstractmethod
     def deployment(self, request: DeployRequest) -> Deployment:

@@ -118,7 +118,7 @@ class KubernetesTarget(Target):
                                       server_checks=True, reports_usage=True)  # fmt: skip
 
     def __init__(self, settings: "Settings | None" = None, access: KubeAccess | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self._access = access
 
     def access(self) -> KubeAccess:

@@ -68,6 +68,7 @@ class LocalTarget(Target):
     capabilities = TargetCapabilities(reports_usage=True)
 
     def __init__(self, settings: "Settings | None" = None) -> None:
+        super().__init__(settings)
         found = find_tool("podman")
         if found is None:
             raise KubeVibeError("podman is not installed; the local target needs it.",

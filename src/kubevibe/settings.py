@@ -21,6 +21,11 @@ IntentMethod = Literal["none", "curated-llm-zero-shot", "curated-llm-few-shot", 
 INTENT_METHODS: tuple[str, ...] = IntentMethod.__args__  # type: ignore[attr-defined]
 
 
+# The names --target accepts: the built-in providers, and any that kubevibe.targets.register_target adds (kept
+# here, not read from the targets, so settings stays below them).
+TARGET_NAMES: list[str] = ["local", "kubernetes"]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,11 +87,9 @@ class Settings(BaseModel):
     @field_validator("target")
     @classmethod
     def _registered_target(cls, value: str) -> str:
-        """One of the registered providers (kubevibe.targets.register_target), so a test may add a third."""
-        from kubevibe.targets import TARGETS  # lazily: settings sits below the targets
-
-        if value not in TARGETS:
-            names = [repr(name) for name in TARGETS]
+        """One of the registered providers (kubevibe.targets.register_target adds to TARGET_NAMES)."""
+        if value not in TARGET_NAMES:
+            names = [repr(name) for name in TARGET_NAMES]
             raise ValueError(", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
         return value
 

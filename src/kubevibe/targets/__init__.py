@@ -6,9 +6,8 @@ is the interface: `Target` -> `Deployment` handle, `DeployRequest` in, `TargetCa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from kubevibe.errors import UsageError
+from kubevibe.settings import TARGET_NAMES, Settings
 from kubevibe.targets.base import (
     Deployment,
     DeploymentInfo,
@@ -21,15 +20,19 @@ from kubevibe.targets.base import (
 from kubevibe.targets.kubernetes import KubernetesTarget
 from kubevibe.targets.local import LocalTarget
 
-if TYPE_CHECKING:
-    from kubevibe.settings import Settings
-
-TARGETS: dict[str, type[Target]] = {"local": LocalTarget, "kubernetes": KubernetesTarget}
+TARGETS: dict[str, type[Target]] = {}
 
 
 def register_target(name: str, cls: type[Target]) -> None:
     """Make `cls` the provider of `--target name` (the built-in ones register the same way)."""
-    TARGETS[name.strip().lower()] = cls
+    key = name.strip().lower()
+    TARGETS[key] = cls
+    if key not in TARGET_NAMES:
+        TARGET_NAMES.append(key)  # what Settings accepts as --target
+
+
+register_target("local", LocalTarget)
+register_target("kubernetes", KubernetesTarget)
 
 
 def target_class(name: str) -> type[Target]:
@@ -44,7 +47,7 @@ def capabilities_of(name: str) -> TargetCapabilities:
     return target_class(name).capabilities
 
 
-def get_target(name: str, settings: "Settings | None" = None) -> Target:
+def get_target(name: str, settings: Settings | None = None) -> Target:
     return target_class(name)(settings)
 
 

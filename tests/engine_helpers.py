@@ -9,8 +9,8 @@ from kubevibe.exec import run as run_command
 from kubevibe.localinfra.baseimage import BASE_IMAGE
 from kubevibe.localinfra.registry import ensure_registry
 from kubevibe.podman_conf import podman_env
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value, network_name
+from kubevibe.targets.labels import RUN_LABEL, label_value
+from kubevibe.targets.local.manifest import network_name
 from kubevibe.tools import find_tool
 
 NOTHING = {"containers": [], "pods": [], "networks": []}

@@ -32,8 +32,7 @@ from kubevibe.localinfra.baseimage import BASE_IMAGE
 from kubevibe.pipeline.context import RunContext, RunState, StageResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.stages import build, connect, deploy
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value
+from kubevibe.targets.labels import RUN_LABEL, label_value
 
 pytestmark = pytest.mark.engine
 
@@ -232,9 +231,9 @@ INTERRUPTED_CHILD = textwrap.dedent("""
     from kubevibe.pipeline.fsm import State
     from kubevibe.pipeline.runner import Runner
     from kubevibe.stages import deploy
-    import kubevibe.targets.local as local
+    import kubevibe.targets.local.status as local_status
 
-    local.SETTLE_S = 600
+    local_status.SETTLE_S = 600
     ctx = make_context(Path({tmp!r}), known_good_artifacts(), state=RunState(prompt="p", image={image!r}))
     ctx.rundir.write_json("run.json", {{"run_id": ctx.run_id}})
     print(ctx.run_id, flush=True)

@@ -41,19 +41,9 @@ from kubevibe.targets.base import (
     ServicePortInfo,
     service_port_infos,
 )
-from kubevibe.targets.local import (
-    RUN_LABEL,
-    container_infos,
-    label_value,
-    merge_timestamped,
-    network_name,
-    parse_listening,
-    played_manifest,
-    pod_ip,
-    readiness,
-    run_token,
-    split_listening,
-)
+from kubevibe.targets.labels import RUN_LABEL, label_value
+from kubevibe.targets.local.manifest import network_name, played_manifest, run_token
+from kubevibe.targets.local.status import container_infos, merge_timestamped, parse_listening, pod_ip, readiness, split_listening
 
 RUN_ID = "20261124T101500Z-abc123"
 IMAGE = "127.0.0.1:5005/kubevibe/credit-card:20261124t101500z-abc123-s3"

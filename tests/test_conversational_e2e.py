@@ -21,8 +21,7 @@ from loopback import json_server
 
 from kubevibe.exec import run as run_command
 from kubevibe.podman_conf import podman_env
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value
+from kubevibe.targets.labels import RUN_LABEL, label_value
 from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine

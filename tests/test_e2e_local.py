@@ -22,8 +22,7 @@ from helpers import KNOWN_GOOD_CODE, KNOWN_GOOD_DOCKERFILE, KNOWN_GOOD_MANIFEST,
 from kubevibe.exec import run as run_command
 from kubevibe.llm.replay import write_replay_log
 from kubevibe.podman_conf import podman_env
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value
+from kubevibe.targets.labels import RUN_LABEL, label_value
 from kubevibe.tools import find_tool
 
 pytestmark = pytest.mark.engine

@@ -48,35 +48,31 @@ from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.exec import CommandResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.pipeline.runner import Runner
-from kubevibe.stages import chart, connect, deploy, load, validate
+from kubevibe.stages import chart, connect, deploy, load, targeting, validate
 from kubevibe.targets import TargetFailure, images
 from kubevibe.targets.base import RUN_LABEL, DeploymentInfo, PodInfo
-from kubevibe.targets.kubernetes import (
+from kubevibe.targets.kubernetes.gc import owner_alive, process_owner
+from kubevibe.targets.kubernetes.kubectl import (
     MANAGED_BY_LABEL,
     OWNER_ANNOTATION,
     STEP_LABEL,
     KubeAccess,
-    KubernetesTarget,
-    PortForward,
-    PortForwardError,
-    applied_manifest,
     apply_args,
+    dry_run_findings,
+    is_infrastructure_error,
+    kubectl_messages,
+    namespace_name,
+)
+from kubevibe.targets.kubernetes.manifest import applied_manifest, expected_pods, namespace_object
+from kubevibe.targets.kubernetes.portforward import PortForward, PortForwardError, parse_forwarding_port
+from kubevibe.targets.kubernetes.status import (
     describe_events,
     describe_pods,
-    dry_run_findings,
     event_problems,
     events_about,
-    expected_pods,
-    is_infrastructure_error,
     items,
-    kubectl_messages,
     live_pods,
-    namespace_name,
-    namespace_object,
-    owner_alive,
-    parse_forwarding_port,
     pod_problems,
-    process_owner,
     readiness,
     workload_waiting,
 )
@@ -362,14 +358,14 @@ def scenario(pods: str, events: str | None = None, logs: dict[tuple[str, bool], 
 
 def test_the_run_namespace_is_labelled_reused_and_deleted_with_its_labels(tmp_path, api):
     ctx = kube_context(tmp_path, api)
-    target = KubernetesTarget()
-    name = target.ensure_namespace(ctx)
+    target = targeting.target_of(ctx)
+    name = target.ensure_namespace(targeting.scope(ctx))
     assert name == namespace_name(ctx.run_id) and api.namespaces() == [name]
     meta = api.get("v1", "Namespace", name)["metadata"]
     assert meta["labels"] == {MANAGED_BY_LABEL: "kubevibe", RUN_LABEL: ctx.run_id,
                               **{f"pod-security.kubernetes.io/{m}": "baseline" for m in ("enforce", "warn", "audit")}}
     assert owner_alive(meta["annotations"][OWNER_ANNOTATION]) is True
-    assert KubernetesTarget().ensure_namespace(ctx) == name  # a later stage reuses it (and its cleanup)
+    assert targeting.target_of(ctx).ensure_namespace(targeting.scope(ctx)) == name  # a later stage reuses it (and its cleanup)
     assert api.paths("POST").count("/api/v1/namespaces") == 1
     ctx.run_all_cleanups()
     assert api.namespaces() == []
@@ -384,7 +380,7 @@ def test_the_run_namespace_carries_the_policy_level_for_pod_security_admission(t
                 "policy": "restricted"}
     ctx = make_context(tmp_path, known_good_artifacts(), state=built_state(BUILT), settings_overrides=settings,
                        stage=State.VALIDATE, step=4)
-    name = KubernetesTarget().ensure_namespace(ctx)
+    name = targeting.target_of(ctx).ensure_namespace(targeting.scope(ctx))
     labels = api.get("v1", "Namespace", name)["metadata"]["labels"]
     assert {k: v for k, v in labels.items() if k.startswith("pod-security.kubernetes.io/")} == {
         "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted",
@@ -397,7 +393,7 @@ def test_a_namespace_kubevibe_did_not_make_is_never_used_or_deleted(tmp_path, ap
     api.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace_name(ctx.run_id)},
              "status": {"phase": "Active"}})
     with pytest.raises(KubeVibeError, match="was not made by this run"):
-        KubernetesTarget().ensure_namespace(ctx)
+        targeting.target_of(ctx).ensure_namespace(targeting.scope(ctx))
     ctx.run_all_cleanups()  # the cleanup deletes by both labels: this one has none
     assert api.namespaces() == [namespace_name(ctx.run_id)]
 
@@ -436,7 +432,7 @@ def test_nothing_the_policy_refuses_reaches_the_cluster(tmp_path, api):
     result = validate.run(ctx)
     assert result.outcome == Outcome.FAILED and "ClusterRole" in result.summary
     with pytest.raises(TargetFailure, match="safety policy"):
-        KubernetesTarget().deploy(ctx, docs, BUILT)
+        targeting.target_of(ctx).deployment(targeting.request(ctx, docs, BUILT))
     assert api.requests == []  # not even discovery
 
 
@@ -489,10 +485,11 @@ def test_a_crashing_container_fails_deploy_with_the_sentence_and_the_crash_log(t
 def test_a_probe_that_keeps_failing_is_reported_when_the_time_is_up(tmp_path, api):
     api.on_apply = scenario("pods-probe-failing.json", "events-probe-failing.json")
     ctx = kube_context(tmp_path, api, stage=State.DEPLOY, step=5)
-    target = KubernetesTarget()
-    info = target.deploy(ctx, known_good_docs(), BUILT)
+    handle = targeting.target_of(ctx).deployment(targeting.request(ctx, known_good_docs(), BUILT))
+    ctx.hold_deployment(handle)
+    handle.start()
     with pytest.raises(TargetFailure) as failed:
-        target.wait_ready(ctx, info, timeout=2)
+        handle.wait_ready(2)
     assert failed.value.summary.startswith("not ready after 2s: deployment credit-card: 0 of 1 updated replicas are "
                                            "available; The readiness probe of container app of pod")
     ctx.run_all_cleanups()
@@ -522,13 +519,13 @@ def test_a_refused_apply_is_a_stage_failure_with_the_api_servers_words(tmp_path,
 
 def test_port_forward_to_a_pod_that_is_gone_is_a_target_failure_and_leaves_no_process(tmp_path, api):
     ctx = kube_context(tmp_path, api, stage=State.CONNECT, step=6)
-    target = KubernetesTarget()
-    target.ensure_namespace(ctx)
+    target = targeting.target_of(ctx)
+    target.ensure_namespace(targeting.scope(ctx))
     pod = fixture("rollout-ready.json")[1]
     expected = ('kubectl port-forward to port 5000 of pod credit-card-7d9c5b8f6d-r5t6y failed: Error from server '
                 '(NotFound): pods "credit-card-7d9c5b8f6d-r5t6y" not found')
     with pytest.raises(TargetFailure, match=re.escape(expected)):
-        with target.open_port(ctx, get_info(ctx), _pod_info(pod), 5000):
+        with target.attach(get_info(ctx), targeting.scope(ctx)).open_port(_pod_info(pod), 5000):
             pass
     assert not _port_forwards()
     ctx.run_all_cleanups()
@@ -705,7 +702,7 @@ def test_the_namespace_is_deleted_when_a_stage_raises(tmp_path, api):
     ctx.rundir.write_json("run.json", {"run_id": ctx.run_id, "outcome": "running"})
 
     def validate_then_crash(c):
-        KubernetesTarget().server_validate(c, known_good_docs())
+        targeting.target_of(c).server_validate(targeting.scope(c), known_good_docs())
         assert api.namespaces() == [namespace_name(c.run_id)]
         raise RuntimeError("a bug")
 

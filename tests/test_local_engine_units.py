@@ -9,7 +9,8 @@ from kubevibe.baseimages import STAND_INS, choose_stand_in, render_containerfile
 from kubevibe.buildcontext import service_file
 from kubevibe.localinfra.apt import host_debian_suite
 from kubevibe.targets.base import ContainerInfo, DeploymentInfo, PodInfo, ServicePortInfo
-from kubevibe.targets.local import cpu_limits, readiness
+from kubevibe.targets.local.manifest import cpu_limits
+from kubevibe.targets.local.status import readiness
 
 
 @pytest.mark.parametrize(

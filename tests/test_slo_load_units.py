@@ -16,7 +16,8 @@ from kubevibe.load.report import LoadReport, evaluate, percentile, server_proces
     slo_verdict, summarise_requests, summarise_usage
 from kubevibe.slo import SLO, effective_slo, extracted_slo, load_slo_file, parse_slo
 from kubevibe.targets.base import ContainerInfo, ContainerUsage, service_port_infos
-from kubevibe.targets.local import parse_duration, parse_size, played_manifest, publish_loopback, stats_usage
+from kubevibe.targets.local.manifest import played_manifest, publish_loopback
+from kubevibe.targets.local.status import parse_duration, parse_size, stats_usage
 
 ISSUE_SLO = """\
 load: {rps: 20, duration_s: 10}        # offered load
@@ -269,7 +270,7 @@ def test_podman_stats_are_read_into_usage():
 
 
 def test_kubectl_top_is_read_into_usage():
-    from kubevibe.targets.kubernetes import top_usage
+    from kubevibe.targets.kubernetes.status import top_usage
 
     (usage,) = top_usage("web-1 app 3m 21Mi\nother-pod app 1m 1Mi\nnot a line\n", {"web-1"})
     assert (usage.pod, usage.container, usage.cpu_cores, usage.memory_bytes) == ("web-1", "app", 0.003, 21 * 2**20)

@@ -14,6 +14,10 @@ deleted. Otherwise the run directory says: run.json with an outcome other than "
 delete. Else (the run says running, or its directory is elsewhere) the leftover is deleted only once its run
 started more than `--older-than` seconds ago (run ids begin with their start time). `--dry-run` lists the
 decisions and deletes nothing.
+
+Each provider lists its own leftovers (targets/local/gc.py: podman pods, containers, networks;
+targets/kubernetes/gc.py: the `Cluster` of run namespaces); images, build containers and registry tags are
+Build's and are listed here. Every place returns `kubevibe.leftover.Leftover` records.
 """
 
 from __future__ import annotations
@@ -30,18 +34,12 @@ import httpx
 
 from kubevibe.engines.leftovers import BuildContainer, build_containers
 from kubevibe.exec import CommandResult, run
-from kubevibe.owner import OWNER_LABEL, label_alive
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.kubernetes import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    OWNER_ANNOTATION,
-    REQUEST_TIMEOUT,
-    KubeAccess,
-    items,
-    namespace_selector,
-    owner_alive,
-)
+from kubevibe.leftover import Leftover, owner_of, podman_time
+from kubevibe.owner import label_alive
+from kubevibe.targets.kubernetes.gc import Cluster, owner_alive
+from kubevibe.targets.kubernetes.kubectl import KubeAccess
+from kubevibe.targets.labels import RUN_LABEL
+from kubevibe.targets.local.gc import podman_containers, podman_networks, podman_pods
 
 COMMAND_TIMEOUT_S = 60.0
 DEFAULT_OLDER_THAN_S = 3600.0
@@ -49,25 +47,6 @@ REGISTRY_ACCEPT = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
 ])  # fmt: skip
-
-
-@dataclass
-class Leftover:
-    place: str  # "podman", "registry", "cluster"
-    kind: str  # pod, container, network, image, tag, namespace
-    name: str  # what the deletion names (id, name, repo:tag)
-    run: str  # the run id (label value)
-    created: float | None = None  # unix time, when known
-    state: str = ""
-    owner: str = ""  # io.kubevibe.owner of a namespace
-    extra: dict[str, Any] = field(default_factory=dict)
-    delete: bool = False
-    why: str = ""
-
-    def line(self, dry_run: bool) -> str:
-        verb = ("would delete" if dry_run else "delete") if self.delete else "keep"
-        state = f", {self.state}" if self.state else ""
-        return f"{verb:<12} {self.place} {self.kind} {self.name} (run {self.run}{state}): {self.why}"
 
 
 # --- decisions (pure) ------------------------------------------------------------------------------------------------
@@ -136,49 +115,14 @@ def _age(seconds: float | None) -> str:
 # --- finding (pure parsers over the tools' JSON) ---------------------------------------------------------------------
 
 
-def podman_pods(data: Any) -> list[Leftover]:
-    out = []
-    for pod in data or []:
-        run_id = (pod.get("Labels") or {}).get(RUN_LABEL)
-        if run_id:
-            out.append(Leftover("podman", "pod", str(pod.get("Name") or pod.get("Id")), run_id,
-                                _podman_time(pod.get("Created")), str(pod.get("Status") or "").lower(),
-                                owner=_owner_of(pod.get("Labels")), extra={"id": pod.get("Id")}))
-    return out
-
-
-def podman_containers(data: Any, pod_ids: set[str]) -> list[Leftover]:
-    """Containers outside the pods already listed (a pod's containers go with it)."""
-    out = []
-    for c in data or []:
-        run_id = (c.get("Labels") or {}).get(RUN_LABEL)
-        if run_id and c.get("Pod") not in pod_ids:
-            names = c.get("Names") or [c.get("Id")]
-            out.append(Leftover("podman", "container", str(names[0]), run_id, _podman_time(c.get("Created")),
-                                str(c.get("State") or "").lower(), owner=_owner_of(c.get("Labels")),
-                                extra={"id": c.get("Id")}))
-    return out
-
-
-def podman_networks(data: Any) -> list[Leftover]:
-    out = []
-    for net in data or []:
-        labels = net.get("labels") or net.get("Labels") or {}
-        run_id = labels.get(RUN_LABEL)
-        if run_id:
-            out.append(Leftover("podman", "network", str(net.get("name") or net.get("Name")), run_id,
-                                _podman_time(net.get("created")), owner=_owner_of(labels)))
-    return out
-
-
 def podman_images(data: Any) -> list[Leftover]:
     out = []
     for image in data or []:
         run_id = (image.get("Labels") or {}).get(RUN_LABEL)
         if run_id:
             names = image.get("Names") or [image.get("Id")]
-            out.append(Leftover("podman", "image", str(names[0]), run_id, _podman_time(image.get("Created")),
-                                owner=_owner_of(image.get("Labels")), extra={"id": image.get("Id"), "names": names}))
+            out.append(Leftover("podman", "image", str(names[0]), run_id, podman_time(image.get("Created")),
+                                owner=owner_of(image.get("Labels")), extra={"id": image.get("Id"), "names": names}))
     return out
 
 
@@ -188,30 +132,10 @@ def build_leftovers(containers: Iterable[BuildContainer]) -> list[Leftover]:
                      extra={"id": c.id}) for c in containers]
 
 
-def _owner_of(labels: Any) -> str:
-    return str((labels or {}).get(OWNER_LABEL) or "") if isinstance(labels, dict) else ""
-
-
 def owner_state(owner: str) -> bool | None:
     """Alive? for both owner forms: a local object's label (pid.ticks.boot) and a namespace's host/pid/ticks."""
     state = label_alive(owner)
     return state if state is not None else owner_alive(owner)
-
-
-def cluster_namespaces(data: Any) -> list[Leftover]:
-    out = []
-    for ns in items(data):
-        meta = ns.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or not labels.get(RUN_LABEL):
-            continue  # belt and braces: the selector asked for both already
-        created = meta.get("creationTimestamp")
-        when = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp() \
-            if created else None
-        out.append(Leftover("cluster", "namespace", str(meta.get("name")), labels[RUN_LABEL], when,
-                            str((ns.get("status") or {}).get("phase") or "").lower(),
-                            owner=str((meta.get("annotations") or {}).get(OWNER_ANNOTATION) or "")))
-    return out
 
 
 def registry_tags(catalog: dict[str, list[str]]) -> list[Leftover]:
@@ -225,17 +149,6 @@ def registry_tags(catalog: dict[str, list[str]]) -> list[Leftover]:
             if m and run_started(m.group(1)) is not None:
                 out.append(Leftover("registry", "tag", f"{repo}:{tag}", m.group(1), extra={"repo": repo, "tag": tag}))
     return out
-
-
-def _podman_time(value: Any) -> float | None:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value:
-        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?", value)
-        if m:
-            tz = m.group(2) or "Z"
-            return datetime.fromisoformat(m.group(1) + ("+00:00" if tz == "Z" else tz)).timestamp()
-    return None
 
 
 # --- the places ------------------------------------------------------------------------------------------------------
@@ -271,23 +184,6 @@ class Podman:
                 "network": ["network", "rm", ref],
                 "image": ["rmi", *(leftover.extra.get("names") or [ref])]}[leftover.kind]  # every name: untagged
         return run([self.binary, *argv], timeout=COMMAND_TIMEOUT_S * 2, env=self.env)
-
-
-class Cluster:
-    def __init__(self, access: KubeAccess):
-        self.access = access
-
-    def find(self) -> list[Leftover]:
-        argv = self.access.argv("get", "namespaces", "-l", namespace_selector(), "-o", "json", REQUEST_TIMEOUT)
-        result = run(argv, timeout=COMMAND_TIMEOUT_S, env=self.access.env() or None)
-        result.check(hint="Check --kubeconfig / --context, or use `kubevibe gc --target local`.")
-        return cluster_namespaces(json.loads(result.stdout or "{}"))
-
-    def delete(self, leftover: Leftover) -> CommandResult:
-        # By selector with both labels and the run: nothing without them can be named here.
-        argv = self.access.argv("delete", "namespaces", "-l", namespace_selector(leftover.run), "--wait=false",
-                                "--ignore-not-found", REQUEST_TIMEOUT)
-        return run(argv, timeout=COMMAND_TIMEOUT_S, env=self.access.env() or None)
 
 
 class Registry:

@@ -21,12 +21,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kubevibe.errors import SettingError, UsageError
 
 IntentMethod = Literal["none", "curated-llm-zero-shot", "curated-llm-few-shot", "only-json-as-format", "json-with-required"]
 INTENT_METHODS: tuple[str, ...] = IntentMethod.__args__  # type: ignore[attr-defined]
+
+
+# The names --target accepts: the built-in providers, and any that kubevibe.targets.register_target adds (kept
+# here, not read from the targets, so settings stays below them).
+TARGET_NAMES: list[str] = ["local", "kubernetes"]
 
 
 class Settings(BaseModel):
@@ -44,7 +49,7 @@ class Settings(BaseModel):
     max_judge_retries: int = Field(2, ge=0)
     strategy: Literal["auto", "scaffold", "full"] = "auto"
     builder: Literal["podman", "docker"] = "podman"
-    target: Literal["local", "kubernetes"] = "local"
+    target: str = Field("local", description="a registered target: local, kubernetes (kubevibe.targets)")
     runs_dir: Path = Path("runs")
     temperature: float = Field(0.2, ge=0, le=2, allow_inf_nan=False)
     seed: int | None = None
@@ -87,6 +92,15 @@ class Settings(BaseModel):
     home: Path | None = Field(None, description="KubeVibe's data directory")
     ollama_host: str | None = Field(None, pattern=r"^(https?://)?[A-Za-z0-9.\-\[\]:]+(:\d{1,5})?/?$",
                                     description="Ollama's address for --llm auto/ollama")
+
+    @field_validator("target")
+    @classmethod
+    def _registered_target(cls, value: str) -> str:
+        """One of the registered providers (kubevibe.targets.register_target adds to TARGET_NAMES)."""
+        if value not in TARGET_NAMES:
+            names = [repr(name) for name in TARGET_NAMES]
+            raise ValueError(", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+        return value
 
 
 # Environment variable for each setting. The first six are the reference tool's.

@@ -2,8 +2,9 @@
 
 Stages read the context and return a `StageResult`; they never write the run record (events, run.json,
 revisions) themselves: only the runner does. A stage may write files in its own `stage_dir` (logs, build
-context, chart) and may register a cleanup for a resource it created (a deployment), which the runner
-guarantees to run.
+context, chart) and may register a cleanup for a resource it created, which the runner guarantees to run.
+Deploy hands its deployment handle to the context (`hold_deployment`) before anything exists; later stages use
+`ctx.deployment`, and the runner tears it down (the cleanup "deployment").
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from kubevibe.evidence import Evidence as Evidence  # re-exported: stages import it from here
+from kubevibe.evidence import trim_middle as trim_middle
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.fsm import Outcome, State
 
@@ -23,54 +26,7 @@ if TYPE_CHECKING:
     from kubevibe.llm.base import LLMClient
     from kubevibe.records.rundir import RunDir
     from kubevibe.settings import Settings
-
-
-class Evidence(BaseModel):
-    """One piece of what a stage saw. This is what the Fix stage is shown, so it must be specific."""
-
-    kind: str  # "command", "finding", "http", "log", "llm", "note"
-    title: str
-    command: str | None = None
-    exit_code: int | None = None
-    stdout: str = ""
-    stderr: str = ""
-    detail: str = ""
-
-    @classmethod
-    def from_command(cls, title: str, result: Any) -> "Evidence":
-        """From an exec.CommandResult."""
-        return cls(
-            kind="command",
-            title=title,
-            command=result.command,
-            exit_code=result.returncode,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            detail=result.error or ("timed out" if result.timed_out else ""),
-        )
-
-    def render(self, limit: int = 4000) -> str:
-        """Plain text for a prompt; long output keeps its head and its tail (errors are usually at the end)."""
-        parts = [f"[{self.kind}] {self.title}"]
-        if self.command:
-            parts.append(f"command: {self.command}")
-        if self.exit_code is not None:
-            parts.append(f"exit code: {self.exit_code}")
-        if self.detail:
-            parts.append(self.detail)
-        if self.stdout.strip():
-            parts.append("stdout:\n" + self.stdout.strip())
-        if self.stderr.strip():
-            parts.append("stderr:\n" + self.stderr.strip())
-        return trim_middle("\n".join(parts), limit)
-
-
-def trim_middle(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head - 40
-    return text[:head] + f"\n... [{len(text) - head - tail} characters cut] ...\n" + text[-tail:]
+    from kubevibe.targets.base import Deployment
 
 
 class StageResult(BaseModel):
@@ -156,6 +112,8 @@ class RunContext:
         self.step = 0  # the current step number, set by the runner
         self.stage: State | None = None
         self._cleanups: dict[str, Callable[[], None]] = {}
+        # The live deployment (Deploy's handle); the runner tears it down with the cleanup "deployment".
+        self.deployment: "Deployment | None" = None
         self._lock = threading.Lock()
 
     # -- time -----------------------------------------------------------------------------------------
@@ -178,6 +136,20 @@ class RunContext:
     @property
     def log_file(self) -> Path:
         return self.stage_dir / "commands.log"
+
+    # -- the deployment -------------------------------------------------------------------------------
+    def hold_deployment(self, handle: "Deployment") -> None:
+        """Hold Deploy's handle before it creates anything: its teardown is the cleanup "deployment" (which
+        first tears down the previous one), run by the runner when the pipeline leaves the deployed states, on
+        Fix, at the end and on any interruption."""
+
+        def release() -> None:
+            handle.teardown()
+            if self.deployment is handle:
+                self.deployment = None
+
+        self.add_cleanup("deployment", release)
+        self.deployment = handle
 
     # -- cleanups -------------------------------------------------------------------------------------
     def add_cleanup(self, key: str, fn: Callable[[], None]) -> None:

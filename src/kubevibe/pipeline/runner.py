@@ -4,6 +4,10 @@ Per stage execution it: checks the limits, runs the stage function, stores a new
 stage changed the files, writes the stage's evidence, appends the transition to events.jsonl, and checkpoints
 state.json. Whatever way the run ends (terminal state, limit, tool error, bug, Ctrl-C/SIGTERM), every
 cleanup the stages registered runs and run.json says how it ended.
+
+The runner owns the deployment's life: Deploy hands its handle to the context (`ctx.hold_deployment`, the
+cleanup "deployment"), every stage in DEPLOYED_STATES uses it, and the runner tears it down when the pipeline
+moves anywhere else (Fix included), at the end and on any interruption, a signal deferred until it is done.
 """
 
 from __future__ import annotations
@@ -127,7 +131,8 @@ class Runner:
         return RunEnd(outcome=outcome, final_state=state, reason=reason)
 
     def _leave_deployment(self, state: State) -> None:
-        """The deployment lives only through DEPLOYED_STATES: tear it down once the pipeline moves elsewhere."""
+        """The deployment lives only through DEPLOYED_STATES: tear it down once the pipeline moves elsewhere.
+        A teardown that fails stays registered: the error stops the run, whose end tries it once more."""
         if state in DEPLOYED_STATES or state == State.DEPLOY or not self.ctx.has_cleanup("deployment"):
             return
         with signals.deferred():  # a teardown is never cut half-way; the signal is raised right after it

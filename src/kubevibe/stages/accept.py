@@ -15,7 +15,8 @@ from kubevibe.acceptance.execute import TavernRun, TestOutcome, run_tavern
 from kubevibe.acceptance.tavern_file import TavernFileError, describe_stage, load_tests
 from kubevibe.errors import KubeVibeError
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
-from kubevibe.targets import DeploymentInfo, TargetFailure, get_target
+from kubevibe.stages import targeting
+from kubevibe.targets import DeploymentInfo, TargetFailure
 from kubevibe.targets.base import tail_lines
 
 TAVERN_TIMEOUT_S = 300.0
@@ -24,8 +25,7 @@ LOG_LINES = 30
 
 
 def run(ctx: RunContext) -> StageResult:
-    if not ctx.state.deployment:
-        raise KubeVibeError("Accept has no deployment to test: Deploy has not succeeded in this run.")
+    deployment = targeting.deployment(ctx, "Accept")
     acceptance = ctx.state.acceptance or sources.choose_at_accept(ctx.rundir.path, ctx.state.intent,
                                                                    ctx.state.test_writer)
     if acceptance is None:
@@ -34,11 +34,9 @@ def run(ctx: RunContext) -> StageResult:
     updates: dict[str, Any] = {"acceptance": acceptance}
     test_file = ctx.rundir.path / acceptance["file"]
     docs = load_tests(test_file.read_text(encoding="utf-8"), trusted=True)  # checked when it was frozen
-    info = DeploymentInfo.model_validate(ctx.state.deployment)
-    target = get_target(info.target)
-    pod, port = _base_pod_port(ctx, info)
+    pod, port = _base_pod_port(ctx, deployment.info)
     try:
-        with target.open_port(ctx, info, pod, port) as base_url:
+        with deployment.open_port(pod, port) as base_url:
             tavern = run_tavern(test_file, base_url, ctx.stage_dir / "tavern",
                                 ctx.timeout(min(TAVERN_TIMEOUT_S, ctx.settings.stage_timeout)))
     except TargetFailure as failure:
@@ -52,7 +50,7 @@ def run(ctx: RunContext) -> StageResult:
     if passed == total and len(tavern.outcomes) == total:
         return StageResult.ok(summary, updates={**updates, "verified": verified},
                               metrics={"tests": total, "passed": passed})  # fmt: skip
-    logs = target.collect_logs(ctx, info, ctx.stage_dir / "logs")
+    logs = deployment.logs(ctx.stage_dir / "logs")
     evidence = _evidence(tavern, docs, base_url, logs)
     failing = next((o.name for o in tavern.outcomes if not o.passed), None)
     if failing is None:  # no per-test results: Tavern itself could not run the file

@@ -34,8 +34,7 @@ from kubevibe.owner import owner_labels
 from kubevibe.pipeline.artifacts import CODE, DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.targets import images
-from kubevibe.targets.base import RUN_LABEL
-from kubevibe.targets.local import label_value
+from kubevibe.targets.labels import RUN_LABEL, label_value
 
 PUSH_TIMEOUT_S = 300.0
 

@@ -38,7 +38,8 @@ from kubevibe.manifests import ManifestError, describe, dns_label
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.stages.validate import Finding, check_manifest
-from kubevibe.targets import TARGETS, get_target
+from kubevibe.stages import targeting
+from kubevibe.targets import capabilities_of
 from kubevibe.text import clip_end, last_line
 from kubevibe.tools import require_tool
 
@@ -113,9 +114,9 @@ def run(ctx: RunContext) -> StageResult:
         return StageResult.failed(f"the rendered chart has {count}: {findings[0].message}",
                                   evidence=[f.evidence() for f in findings] + evidence)
 
-    if TARGETS[settings.target].server_checks:  # a cluster: `helm install --dry-run=server` and its dry run
-        server_findings, server_evidence = get_target(settings.target).chart_check(ctx, chart_dir, model["name"],
-                                                                                   str(helm), env)
+    if capabilities_of(settings.target).server_checks:  # a cluster: `helm install --dry-run=server` and its dry run
+        server_findings, server_evidence = targeting.target_of(ctx).chart_check(
+            targeting.scope(ctx), chart_dir, model["name"], str(helm), env)
         evidence.extend(server_evidence)
         if server_findings:
             return StageResult.failed(f"the cluster refuses the chart: {server_findings[0]}",

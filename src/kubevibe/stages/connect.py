@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from kubevibe.errors import KubeVibeError
 from kubevibe.intent import Endpoint, TestCase, short_json
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
-from kubevibe.targets import DeploymentInfo, TargetFailure, get_target
-from kubevibe.targets.base import PodInfo, ServicePortInfo, Target, tail_lines
+from kubevibe.stages import targeting
+from kubevibe.targets import Deployment, DeploymentInfo, TargetFailure
+from kubevibe.targets.base import PodInfo, ServicePortInfo, tail_lines
 
 # How long a Service port may take to answer: KUBEVIBE_READY_TIMEOUT (Deploy already waited until it listened).
 GIVE_UP_AFTER_S = 3.0  # ...unless the pod demonstrably listens elsewhere for this long (a wrong targetPort)
@@ -170,8 +170,8 @@ class _Failure:
 class _Checker:
     """One Connect execution: probes, calls, and the failures found, in order."""
 
-    def __init__(self, ctx: RunContext, info: DeploymentInfo, client: httpx.Client, target: Target | None):
-        self.ctx, self.info, self.client, self.target = ctx, info, client, target
+    def __init__(self, ctx: RunContext, info: DeploymentInfo, client: httpx.Client, target: Deployment | None):
+        self.ctx, self.info, self.client, self.target = ctx, info, client, target  # target: the live deployment
         self.failures: list[_Failure] = []
         self.report: dict[str, Any] = {"ports": [], "base_url": None, "tests": [], "endpoints": []}
         self.base: tuple[str, PodInfo] | None = None  # (base URL, pod) for endpoints and test cases
@@ -222,7 +222,7 @@ class _Checker:
         """The base URL of `port` of `pod` from here, open until `self.ports` closes (the target decides how)."""
         if self.target is None:
             return f"http://{pod.ip}:{port}"
-        return self.ports.enter_context(self.target.open_port(self.ctx, self.info, pod, port))
+        return self.ports.enter_context(self.target.open_port(pod, port))
 
     def _give_up(self, pod: PodInfo, port: int) -> Callable[[float], str | None]:
         """Stop waiting when the container exited, or when the pod has listened only on other ports for a while."""
@@ -230,7 +230,7 @@ class _Checker:
         assert self.target is not None
 
         def check(elapsed: float) -> str | None:
-            self.info = self.target.status(self.ctx, self.info)
+            self.info = self.target.status()
             crashed = [c for c in self.info.containers_of(pod.name) if c.failed]
             if crashed:
                 return f"container {crashed[0].name} exited with code {crashed[0].exit_code}"
@@ -349,18 +349,15 @@ def http_client() -> httpx.Client:
 
 
 def run(ctx: RunContext) -> StageResult:
-    if not ctx.state.deployment:
-        raise KubeVibeError("Connect has no deployment to reach: Deploy has not succeeded in this run.")
-    info = DeploymentInfo.model_validate(ctx.state.deployment)
+    deployment = targeting.deployment(ctx, "Connect")
     spec = (ctx.state.intent or {}).get("spec")
-    target = get_target(info.target)
     # The deployment stays up: the runner tears it down once the run leaves the states that need it.
     with http_client() as client:
-        checker = _Checker(ctx, info, client, target)
+        checker = _Checker(ctx, deployment.info, client, deployment)
         with checker.ports:
             checker.check_ports(ctx.timeout(ctx.settings.ready_timeout))
             checker.check_spec(spec, run_cases=not _cases_are_acceptance_tests(ctx))
-    logs = target.collect_logs(ctx, checker.info, ctx.stage_dir / "logs")
+    logs = deployment.logs(ctx.stage_dir / "logs")
     report = checker.report
     if checker.base is not None:
         report["base_pod"] = checker.base[1].name  # where Accept sends its tests

@@ -3,7 +3,8 @@
 Succeeds when every container runs (and serves or stays up); Connect then checks the service over HTTP. On
 failure the evidence is the engine's output, the container states and the last log lines of a container that
 exited ("container app exited with code 1; last log lines: ..."), and the deployment is torn down at once:
-Fix gets the evidence, and the next Deploy starts from nothing.
+Fix gets the evidence, and the next Deploy starts from nothing. On success the handle stays with the context
+(`ctx.hold_deployment`): Connect, Accept and Load use it, and the runner tears it down.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from kubevibe.errors import KubeVibeError
 from kubevibe.manifests import ManifestError, load_manifest
 from kubevibe.pipeline.artifacts import MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
-from kubevibe.targets import TargetFailure, get_target
+from kubevibe.stages import targeting
+from kubevibe.targets import TargetFailure
 
 # A start slower than this is reported (with the CPU limit), so a later timeout is not a surprise.
 SLOW_START_S = 10.0
@@ -26,11 +28,15 @@ def run(ctx: RunContext) -> StageResult:
     except ManifestError as exc:  # Validate passed this file, but a resumed run may arrive with a changed one
         return StageResult.failed(f"{MANIFEST} cannot be read: {exc.message}",
                                   evidence=[Evidence(kind="finding", title=exc.message)])  # fmt: skip
-    target = get_target(ctx.settings.target)
+    target = targeting.target_of(ctx)
     try:
-        info = target.deploy(ctx, docs, ctx.state.image)
+        handle = target.deployment(targeting.request(ctx, docs, ctx.state.image))
+        # Held before anything exists: an interrupt from here on still removes what was created, and the
+        # previous Deploy of this run is torn down first.
+        ctx.hold_deployment(handle)
+        handle.start()
         # Until the declared ports listen, a container exits, or KUBEVIBE_READY_TIMEOUT (recorded in run.json).
-        info = target.wait_ready(ctx, info, timeout=ctx.timeout(ctx.settings.ready_timeout))
+        info = handle.wait_ready(ctx.timeout(ctx.settings.ready_timeout))
     except TargetFailure as failure:
         ctx.run_cleanup("deployment")  # logs are already in the evidence and the stage directory
         # The played copy's notes stay out of failure evidence: replicas or dropped ports are not what broke,
@@ -38,7 +44,7 @@ def run(ctx: RunContext) -> StageResult:
         notes = failure.info.notes if failure.info else []
         return StageResult.failed(f"Deploy failed: {failure.summary}", evidence=failure.evidence,
                                   updates={"deployment": None, "stand_ins": _stand_ins(ctx, notes)})  # fmt: skip
-    target.collect_logs(ctx, info, ctx.stage_dir / "logs")  # the start-up logs, kept with the run
+    handle.logs(ctx.stage_dir / "logs")  # the start-up logs, kept with the run
     pods = ", ".join(f"{p.name} ({p.ip or 'no address'})" for p in info.pods)
     evidence = _notes_evidence(info.notes)
     if info.ready_s is not None and info.ready_s > SLOW_START_S:

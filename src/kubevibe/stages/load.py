@@ -32,8 +32,9 @@ from kubevibe.manifests import ManifestError, containers, load_manifest, workloa
 from kubevibe.pipeline.artifacts import MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
 from kubevibe.slo import effective_slo
-from kubevibe.targets import DeploymentInfo, get_target
-from kubevibe.targets.base import ContainerUsage, PodInfo, ServicePortInfo, Target, tail_lines
+from kubevibe.stages import targeting
+from kubevibe.targets import Deployment, DeploymentInfo
+from kubevibe.targets.base import ContainerUsage, PodInfo, ServicePortInfo, tail_lines
 
 DEFAULT_RPS, DEFAULT_DURATION_S = 5.0, 3.0  # the measurement made when no objectives are stated
 USAGE_INTERVAL_S = 1.0  # between two readings of the containers' resource use
@@ -42,27 +43,25 @@ LOG_LINES = 30
 
 
 def run(ctx: RunContext) -> StageResult:
-    if not ctx.state.deployment:
-        raise KubeVibeError("Load has no deployment to send load to: Deploy has not succeeded in this run.")
     stage_started = time.monotonic()
-    info = DeploymentInfo.model_validate(ctx.state.deployment)
-    target = get_target(info.target)
+    deployment = targeting.deployment(ctx, "Load")
+    info = deployment.info
     slo, slo_source = effective_slo(ctx.state.slo, ctx.state.intent)
     rps, duration = (slo.load.rps, slo.load.duration_s) if slo else (DEFAULT_RPS, DEFAULT_DURATION_S)
     port, pod = _main_port(info)
     requests, requests_from = choose_requests(ctx.rundir.path, (ctx.state.intent or {}).get("spec"))
 
-    with target.open_port(ctx, info, pod, port.target_port) as base_url:  # type: ignore[arg-type]
+    with deployment.open_port(pod, port.target_port) as base_url:  # type: ignore[arg-type]
         if not is_loopback_url(base_url):
-            raise KubeVibeError(f"The {target.name} target offers {base_url} for port {port.target_port} of pod "
+            raise KubeVibeError(f"The {deployment.target.name} target offers {base_url} for port {port.target_port} of pod "
                                 f"{pod.name}, not a loopback address; load is sent to 127.0.0.1 only.")
         job = make_job(base_url, requests, rps, duration)
         job_file = ctx.stage_dir / "load-job.json"
         job_file.write_text(job.model_dump_json(indent=2), encoding="utf-8")
-        result, readings = _run_worker(ctx, target, info, job_file)
+        result, readings = _run_worker(ctx, deployment, job_file)
 
-    after = target.status(ctx, info)
-    logs = target.collect_logs(ctx, after, ctx.stage_dir / "logs")
+    after = deployment.status()
+    logs = deployment.logs(ctx.stage_dir / "logs")
     report = LoadReport(requests_from=requests_from, base_url=base_url, offered_rps=rps, duration_s=duration)
     summarise_requests(job, result, report)
     summarise_usage(readings, report)
@@ -94,7 +93,7 @@ def _main_port(info: DeploymentInfo) -> tuple[ServicePortInfo, PodInfo]:
     raise KubeVibeError("Load found no Service port with a pod behind it, although Connect passed.")
 
 
-def _run_worker(ctx: RunContext, target: Target, info: DeploymentInfo,
+def _run_worker(ctx: RunContext, deployment: Deployment,
                 job_file: Path) -> tuple[dict[str, Any], list[tuple[float, list[ContainerUsage]]]]:
     """Run the load generator in its own process while a thread reads the containers' resource use."""
     job = json.loads(job_file.read_text(encoding="utf-8"))
@@ -106,7 +105,7 @@ def _run_worker(ctx: RunContext, target: Target, info: DeploymentInfo,
     def sample() -> None:
         while not stop.is_set():
             try:
-                usage = target.usage(ctx, info)
+                usage = deployment.usage()
             except Exception:  # noqa: BLE001 - a reading is best effort; the load goes on without it
                 usage = None
             if usage:

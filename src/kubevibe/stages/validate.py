@@ -33,7 +33,8 @@ from kubevibe.errors import CommandError, KubeVibeError
 from kubevibe.manifests import ManifestError, describe
 from kubevibe.pipeline.artifacts import DOCKERFILE, MANIFEST
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
-from kubevibe.targets import TARGETS, get_target
+from kubevibe.stages import targeting
+from kubevibe.targets import capabilities_of
 from kubevibe.text import clip_end
 from kubevibe.tools import require_tool
 
@@ -91,8 +92,8 @@ def run(ctx: RunContext) -> StageResult:
             docs = manifests.drop_namespaces(docs)[0]  # what the target will apply (its dry run too)
             # (f) the target's own check (a cluster's `kubectl apply --dry-run=server`), once the offline ones pass:
             # nothing the policy refuses is ever sent to a cluster, not even as a dry run.
-            if not findings and TARGETS[settings.target].server_checks:
-                server_findings, server_notes = get_target(settings.target).server_validate(ctx, docs)
+            if not findings and capabilities_of(settings.target).server_checks:
+                server_findings, server_notes = targeting.target_of(ctx).server_validate(targeting.scope(ctx), docs)
                 findings.extend(Finding("server", text) for text in server_findings)
                 notes.extend(Evidence(kind="note", title=text, detail="server dry run") for text in server_notes)
 

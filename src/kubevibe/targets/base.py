@@ -1,8 +1,18 @@
-"""The deployment target interface: where Deploy runs the service, and what Connect needs to reach it.
+"""The target interface: a provider (where Deploy runs the service) and the Deployment handle it hands out.
 
-A target creates the manifest's workloads from the built image, waits until they run, hands out their logs,
-and tears everything down again. `DeploymentInfo` is what Deploy passes on to Connect (through
-`RunState.deployment`), so it is plain data: names, addresses, container states and the Services' ports.
+As in kind's providers, every target is the same small shape, so a third one (docker compose, say) is one new
+folder next to `local/` and `kubernetes/`:
+  * `Target` (the provider): `name`, a `TargetCapabilities` record callers read instead of names, and
+    `deployment(request)`, which returns a `Deployment` handle and creates NOTHING yet. Checks only the target
+    can make (a cluster's server-side dry run) are `server_validate` and `chart_check`.
+  * `DeployRequest` in: the manifest documents, the image, the run id and step, labels, where the target may write
+    (work_dir, log_file), its deadline and the policy level, as plain values. `StepScope` is the part every call
+    needs (who asks, where it writes, until when); stages build both from their context (stages/targeting.py).
+  * `Deployment` out: `.info` (DeploymentInfo, recorded in state.json/run.json), `start()`, `wait_ready()`,
+    `status()`, `logs()`, `open_port()`, `usage()` and an idempotent `teardown()`. The pipeline's runner owns the
+    handle's life (it tears it down when the pipeline leaves the deployed states); `Target.attach(info, scope)`
+    re-makes a handle from recorded data, for a resumed run.
+Nothing here (or below) knows the pipeline's RunContext: a target gets what it needs as data.
 
 A failure the generated files caused (a container that exits, a manifest the engine refuses) is raised as
 `TargetFailure` carrying its evidence, and becomes a stage failure for Fix. A failure of the tool itself (no
@@ -12,21 +22,22 @@ engine installed) is a `KubeVibeError` and stops the run.
 from __future__ import annotations
 
 import contextlib
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from kubevibe.evidence import Evidence
 from kubevibe.manifests import selects, service_ports, services
-from kubevibe.pipeline.context import Evidence
+from kubevibe.targets.labels import RUN_LABEL, label_value
 
 if TYPE_CHECKING:
-    from kubevibe.pipeline.context import RunContext
+    from kubevibe.settings import Settings
 
-# The label every resource of a run carries, so leftovers of a crashed run can be found and removed.
-RUN_LABEL = "io.kubevibe.run"
+__all__ = ["RUN_LABEL", "label_value"]  # re-exported: the labels every target puts on what it creates
 
 
 class ContainerInfo(BaseModel):
@@ -127,52 +138,130 @@ class TargetFailure(Exception):
         self.info = info
 
 
-class Target(ABC):
-    """One place to deploy to (local podman, a Kubernetes cluster)."""
+class TargetCapabilities(BaseModel):
+    """What a target can do; callers ask these, never the target's name."""
 
-    name: str = ""
+    model_config = ConfigDict(frozen=True)
+
+    needs_registry: bool = False  # the image must be pushed (or loaded) where the target pulls it from
+    port_forward: bool = False  # pods are reached through a forwarded local port, not their own address
+    enforces_pod_security: bool = False  # the target refuses what the Pod Security level forbids (admission)
+    server_checks: bool = False  # a server-side dry run for Validate and Chart
+    reports_usage: bool = False  # usage() reads CPU and memory per container
+
+
+class Cleanups(Protocol):
+    """Where a target registers the teardown of a run-level resource (the Kubernetes namespace) before creating
+    it; the runner guarantees to run it. The pipeline's context is one; a test may pass its own."""
+
+    def add_cleanup(self, key: str, fn: Callable[[], None]) -> None: ...
+
+    def has_cleanup(self, key: str) -> bool: ...
+
+
+class StepScope(BaseModel):
+    """Who asks a target for something, where it may write, and until when (one stage execution)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    run_id: str
+    step: int = 0
+    work_dir: Path  # the stage's own directory: played/applied copies, logs
+    log_file: Path | None = None  # the stage's command log
+    deadline: float = Field(default_factory=lambda: time.monotonic() + 3600.0)  # time.monotonic() of the run's end
+    policy: str = "baseline"  # the Pod Security level (--policy)
+    allow_node_port: bool = False
+    image: str | None = None  # the image Build produced, when there is one
+    image_preloaded: bool = False  # it was loaded into the nodes (kind://), not pushed: no registry has it
+    cleanups: Any = Field(default=None, exclude=True)  # a Cleanups (the run context), or None
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def timeout(self, wanted: float) -> float:
+        """What an operation wants, but never past the deadline (at least 1 s), as RunContext.timeout."""
+        return max(1.0, min(wanted, self.remaining()))
+
+
+class DeployRequest(StepScope):
+    """What Deploy asks a target to run: the manifest's documents with the built image."""
+
+    docs: list[dict[str, Any]]
+    image: str
+    labels: dict[str, str] = Field(default_factory=dict)  # put on everything created (RUN_LABEL at least)
+
+
+class Deployment(ABC):
+    """A handle on one Deploy's workloads. Made by `Target.deployment(request)` (nothing exists yet) or
+    `Target.attach(info, scope)` (re-made from the recorded info). The scope of the stage using it is set with
+    `use(scope)`, so each stage's commands go to its own log and obey its deadline."""
+
+    def __init__(self, target: "Target", scope: StepScope, info: DeploymentInfo):
+        self.target = target
+        self.scope = scope
+        self.info = info
+
+    def use(self, scope: StepScope) -> "Deployment":
+        """From now on, commands go to this stage's log and deadline; returns self."""
+        self.scope = scope
+        return self
 
     @abstractmethod
-    def deploy(self, ctx: "RunContext", docs: list[dict[str, Any]], image: str) -> DeploymentInfo:
-        """Create the workloads of `docs` running `image`. Registers ctx cleanup "deployment" before creating
-        anything, so an interrupt never leaves resources behind. Raises TargetFailure."""
+    def start(self) -> DeploymentInfo:
+        """Create the workloads. Raises TargetFailure (self.info then says what exists)."""
 
     @abstractmethod
-    def wait_ready(self, ctx: "RunContext", info: DeploymentInfo, *, timeout: float) -> DeploymentInfo:
+    def wait_ready(self, timeout: float) -> DeploymentInfo:
         """Wait (bounded) until every container runs. Raises TargetFailure if one exits or time runs out."""
 
     @abstractmethod
-    def status(self, ctx: "RunContext", info: DeploymentInfo) -> DeploymentInfo:
-        """The current pods and container states (a fresh copy of info)."""
+    def status(self) -> DeploymentInfo:
+        """The current pods and container states (a fresh copy of info; self.info is updated too)."""
 
     @abstractmethod
-    def collect_logs(self, ctx: "RunContext", info: DeploymentInfo, directory: Path) -> dict[str, str]:
+    def logs(self, directory: Path) -> dict[str, str]:
         """Logs of every container, keyed `pod/container`; also written to directory/<pod>-<container>.log."""
 
     @abstractmethod
-    def teardown(self, ctx: "RunContext", info: DeploymentInfo | None = None) -> None:
-        """Remove everything this run deployed. Idempotent; never raises for resources already gone."""
+    def teardown(self) -> None:
+        """Remove everything this Deploy created. Idempotent; never raises for resources already gone."""
 
-    def open_port(self, ctx: "RunContext", info: DeploymentInfo, pod: PodInfo,
-                  port: int) -> contextlib.AbstractContextManager[str]:
+    def open_port(self, pod: PodInfo, port: int) -> contextlib.AbstractContextManager[str]:
         """A base URL (`http://host:port`, no trailing slash) that reaches `port` of `pod` from this machine, valid
-        until the context ends. Default: the pod's own address (podman pods are reachable from the host). A target
-        whose pods are not (a cluster) forwards a local port. Raises TargetFailure if the pod cannot be reached."""
+        until the context ends. Default: the pod's own address. A target whose pods are not reachable (a cluster:
+        capabilities.port_forward) forwards a local port. Raises TargetFailure if the pod cannot be reached."""
         return _direct(f"http://{pod.ip}:{port}")
 
-    def usage(self, ctx: "RunContext", info: DeploymentInfo) -> list[ContainerUsage] | None:
+    def usage(self) -> list[ContainerUsage] | None:
         """One reading of every container's CPU and memory use; None when the target cannot tell."""
         return None
 
-    # Checks only the target itself can make (a cluster's server-side dry run). Validate and Chart call them when
-    # server_checks is set, after their own offline checks passed.
-    server_checks: bool = False
 
-    def server_validate(self, ctx: "RunContext", docs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+class Target(ABC):
+    """A provider: one place to deploy to (local podman, a Kubernetes cluster, a test's own)."""
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[TargetCapabilities] = TargetCapabilities()
+
+    def __init__(self, settings: "Settings | None" = None) -> None:
+        """Made as `cls(settings)` by `get_target`; a provider reads the settings it needs here (kubeconfig...)."""
+        self.settings = settings
+
+    @abstractmethod
+    def deployment(self, request: DeployRequest) -> Deployment:
+        """A handle for `request`; creates nothing (the caller holds it first, so a teardown is always known)."""
+
+    @abstractmethod
+    def attach(self, info: DeploymentInfo, scope: StepScope) -> Deployment:
+        """A handle on a deployment recorded earlier (a resumed run, a teardown after a crash)."""
+
+    # Checks only the target itself can make (capabilities.server_checks). Validate and Chart call them after their
+    # own offline checks passed.
+    def server_validate(self, scope: StepScope, docs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         """(findings, notes) of the target's own validation of the manifest; findings fail Validate."""
         return [], []
 
-    def chart_check(self, ctx: "RunContext", chart_dir: Path, release: str, helm: str,
+    def chart_check(self, scope: StepScope, chart_dir: Path, release: str, helm: str,
                     env: Mapping[str, str]) -> tuple[list[str], list[Evidence]]:
         """(findings, evidence) of the target's own check of the chart (e.g. `helm install --dry-run=server`)."""
         return [], []

@@ -1,8 +1,10 @@
 """Where Build's image goes, so the target can run it: the local registry, the user's registry, or kind's nodes.
 
-`destination_of(settings.registry, settings.target)` decides (pure):
-  * target local: `--registry` if given, else the loopback registry KubeVibe runs (localinfra.ensure_registry).
-  * target kubernetes: `--registry` is required, because the cluster's nodes must be able to pull:
+`destination_of(settings.registry, settings.target)` decides (pure, from the target's capabilities):
+  * a target that runs images where they were built (local): `--registry` if given, else the loopback registry
+    KubeVibe runs (localinfra.ensure_registry).
+  * a target with `needs_registry` (kubernetes): `--registry` is required, because the cluster's nodes must be
+    able to pull:
       - `HOST[:PORT][/PATH]`: pushed there. A registry on a loopback address (localhost:5001, 127.0.0.1:5000; e.g.
         kind's documented local registry, which the nodes reach through a containerd mirror) is pushed with
         --tls-verify=false; any other registry with TLS verified (an insecure one is declared in the engine's own
@@ -27,6 +29,7 @@ from pathlib import Path
 from kubevibe.engines.base import Builder
 from kubevibe.errors import KubeVibeError, UsageError
 from kubevibe.exec import CommandResult, run
+from kubevibe.targets import capabilities_of
 from kubevibe.tools import find_tool
 
 KIND_SCHEME = "kind://"
@@ -56,7 +59,7 @@ class ImageDestination:
 
 
 def destination_of(registry: str | None, target: str) -> ImageDestination:
-    """Pure: where the image goes for this --registry and --target."""
+    """Pure: where the image goes for this --registry and --target (its capability needs_registry decides)."""
     value = (registry or "").strip()
     if value.startswith(KIND_SCHEME) or value == "kind":
         cluster = value.removeprefix(KIND_SCHEME).strip("/") or KIND_DEFAULT_CLUSTER  # "kind" alone: the default
@@ -68,8 +71,8 @@ def destination_of(registry: str | None, target: str) -> ImageDestination:
             raise UsageError(f"Setting registry={registry!r} is invalid: expected HOST[:PORT][/PATH] "
                              "(e.g. localhost:5001, ghcr.io/me) or kind://CLUSTER.")
         return ImageDestination("registry", value)
-    if target == "kubernetes":
-        raise UsageError("--target kubernetes needs --registry (env KUBEVIBE_REGISTRY): a registry the cluster's "
+    if capabilities_of(target).needs_registry:
+        raise UsageError(f"--target {target} needs --registry (env KUBEVIBE_REGISTRY): a registry the cluster's "
                          "nodes can pull from, e.g. --registry localhost:5001, or --registry kind://CLUSTER to load "
                          "the image into a kind cluster's nodes. See docs/kubernetes.md.")
     return ImageDestination("local", "")

@@ -28,7 +28,7 @@ from kubevibe.experiments.metrics import STAGES, summarize
 from kubevibe.errors import KubeVibeError
 from kubevibe.experiments.plan import validate_plan
 from kubevibe.experiments.store import open_results
-from kubevibe.records.show import tests_from
+from kubevibe.record.show import tests_from
 
 PROMPTS = Path(__file__).with_name("prompts.txt")
 

@@ -27,7 +27,7 @@ from kubevibe.pipeline.artifacts import ArtifactSet, resume_outcome
 from kubevibe.pipeline.context import Evidence, RunContext, RunState, StageResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.pipeline.runner import Runner
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 FILES_A = {"myapp.py": "from flask import Flask\napp = Flask(__name__)\n\n@app.get('/health')\ndef health():\n"

@@ -12,7 +12,7 @@ from kubevibe.errors import UsageError
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
 from kubevibe.llm.call import ask
 from kubevibe.llm.replay import ReplayClient, write_replay_log
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 

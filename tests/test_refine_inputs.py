@@ -19,8 +19,8 @@ from kubevibe.export import export_run, set_values_image, tavern_from_cases
 from kubevibe.intent import TestCase
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.publish import check_push_target, pushed_reference
-from kubevibe.records.lineage import last_good_revision, stages_passed
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.lineage import last_good_revision, stages_passed
+from kubevibe.record.rundir import RunDir
 
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
 INTENT = {**KNOWN_GOOD_INTENT, "spec": {**KNOWN_GOOD_INTENT["spec"], "test_cases": [

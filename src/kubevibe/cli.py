@@ -173,7 +173,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
-    from kubevibe.records.show import load_line, run_summary, stand_in_lines, verification_line
+    from kubevibe.record.show import load_line, run_summary, stand_in_lines, verification_line
 
     summary = run_summary(run_dir)
     if as_json:
@@ -214,7 +214,7 @@ def graph(
 ) -> None:
     """Draw the run's FSM execution graph (DOT, and SVG when Graphviz is installed) into the run directory."""
     from kubevibe.pipeline.graph import write_graph
-    from kubevibe.records.rundir import RunDir
+    from kubevibe.record.rundir import RunDir
 
     rundir = RunDir.open(run_dir)
     dot_path, svg_path = write_graph(rundir.read_jsonl("events.jsonl"), rundir.path)
@@ -514,7 +514,7 @@ def runs(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file  [env KUBEVIBE_CONFIG]")] = None,
 ) -> None:
     """The runs under the runs directory, newest first: outcome, verdict, request, age, lineage."""
-    from kubevibe.records.listing import human_age, list_runs
+    from kubevibe.record.listing import human_age, list_runs
     from kubevibe.settings import resolve_settings
 
     root = resolve_settings(flags=dict(runs_dir=runs_dir), config_path=config).settings.runs_dir
@@ -563,7 +563,7 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     from kubevibe.console import ConsoleReporter
-    from kubevibe.records.show import load_line, run_summary, stand_in_lines, verification_line
+    from kubevibe.record.show import load_line, run_summary, stand_in_lines, verification_line
 
     show_progress = not (quiet or as_json)
     if show_progress:

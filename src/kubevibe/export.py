@@ -36,9 +36,9 @@ from kubevibe.errors import UsageError
 from kubevibe.intent import Intent, TestCase
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
-from kubevibe.records.lineage import chain, last_good_revision
-from kubevibe.records.rundir import RunDir
-from kubevibe.records.show import tests_from, verification_line
+from kubevibe.record.lineage import chain, last_good_revision
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.show import tests_from, verification_line
 
 ACCEPTANCE = Path("acceptance") / "acceptance.tavern.yaml"
 TESTS_FILE = "tests/acceptance.tavern.yaml"

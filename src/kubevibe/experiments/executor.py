@@ -433,7 +433,7 @@ def _outcome(run_dir: Path) -> str | None:
 def _write_graph(run_dir: Path) -> None:
     """The run's FSM execution graph (fsm.dot, fsm.svg) beside its record, as `kubevibe graph` writes it."""
     from kubevibe.pipeline.graph import write_graph
-    from kubevibe.records.rundir import RunDir
+    from kubevibe.record.rundir import RunDir
 
     try:
         write_graph(RunDir.open(run_dir).read_jsonl("events.jsonl"), run_dir)

@@ -38,9 +38,9 @@ from kubevibe.experiments.metrics import (
 from kubevibe.experiments.store import DB_NAME, Store, open_results
 from kubevibe.experiments.styles import style_comparison
 from kubevibe.pipeline.context import trim_middle
-from kubevibe.records.lineage import chain
-from kubevibe.records.rundir import RunDir
-from kubevibe.records.show import tests_from, verification_line
+from kubevibe.record.lineage import chain
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.show import tests_from, verification_line
 
 PASS_K_MAX = 10  # passItr@k is shown for k = 0..10 (capped by the deepest fix loop seen)
 EVIDENCE_CHARS = 6000

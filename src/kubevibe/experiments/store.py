@@ -21,8 +21,8 @@ from typing import Any
 
 from kubevibe.errors import UsageError
 from kubevibe.experiments.metrics import FINISHED, executions_from_events, performance_fixes, repair_episodes, run_metrics
-from kubevibe.records.verdict import functionally_verified, make_verdict
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.verdict import functionally_verified, make_verdict
+from kubevibe.record.rundir import RunDir
 
 DB_NAME = "experiment.sqlite"
 TABLES = ("runs", "stage_executions", "llm_calls", "revisions")

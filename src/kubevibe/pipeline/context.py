@@ -21,7 +21,7 @@ from kubevibe.pipeline.fsm import Outcome, State
 
 if TYPE_CHECKING:
     from kubevibe.llm.base import LLMClient
-    from kubevibe.records.rundir import RunDir
+    from kubevibe.record.rundir import RunDir
     from kubevibe.settings import Settings
 
 

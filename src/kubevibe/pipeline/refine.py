@@ -1,7 +1,7 @@
 """`kubevibe refine RUN "follow-up"`: a new run that starts from an earlier run's last good files.
 
 The new run is an ordinary run (its own directory, id, image tags, network/namespace), made by `new_session`, and
-then pointed at the parent: its files are the parent's last good revision (records/lineage.py), its intent is the
+then pointed at the parent: its files are the parent's last good revision (record/lineage.py), its intent is the
 parent's, its strategy is `full` (a refine edits whole files), and it starts at REFINE, which asks the model for
 the change and goes on with Build. run.json gets `parent` (contract 5) and `refine`.
 
@@ -29,8 +29,8 @@ from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunState
 from kubevibe.pipeline.fsm import REFINE_START
 from kubevibe.pipeline.session import MAX_PROMPT_CHARS, Session, new_session
-from kubevibe.records.lineage import last_good_revision, parent_link
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.lineage import last_good_revision, parent_link
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
 
 ACCEPTANCE_FILE = Path("acceptance") / "acceptance.tavern.yaml"  # contract 3

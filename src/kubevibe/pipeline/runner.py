@@ -22,7 +22,7 @@ from kubevibe.pipeline.artifacts import IMAGE_INPUTS
 from kubevibe.pipeline import signals
 from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
 from kubevibe.pipeline.fsm import DEPLOYED_STATES, TERMINAL, Outcome, State, next_state
-from kubevibe.records.verdict import make_verdict, outcome_of_completed_run, unverified_reason
+from kubevibe.record.verdict import make_verdict, outcome_of_completed_run, unverified_reason
 from kubevibe.stages import stage_function
 
 

@@ -19,7 +19,7 @@ from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
 from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
 from kubevibe.preflight import check_runs_dir
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import ResolvedSettings, Settings
 from kubevibe.slo import load_slo_file
 

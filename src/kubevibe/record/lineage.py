@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.pipeline.fsm import PIPELINE, State
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 
 MAX_CHAIN = 100  # a chain longer than this is a loop in hand-edited records
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kubevibe.records.lineage import chain
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.lineage import chain
+from kubevibe.record.rundir import RunDir
 
 
 def run_summary(path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kubevibe.records.show import tests_from, verification_line
+from kubevibe.record.show import tests_from, verification_line
 
 
 class RunRow(BaseModel):

@@ -1,9 +1,11 @@
 """The run context handed to every stage, and the result every stage returns.
 
 Stages read the context and return a `StageResult`; they never write the run record (events, run.json,
-revisions) themselves: only the runner does. A stage may write files in its own `stage_dir` (logs, build
-context, chart) and may register a cleanup for a resource it created (a deployment), which the runner
-guarantees to run.
+llm.jsonl, revisions, state.json) themselves: only the runner does. A stage's LLM calls are handed to
+`record_llm_call`, which writes through the runner's writer at once. A stage's `updates` are RunState fields,
+checked against RunState when the runner applies them (`RunState.updated`). A stage may write files in its own
+`stage_dir` (logs, build context) and may register a cleanup for a resource it created (a deployment), which the
+runner guarantees to run.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.fsm import Outcome, State
 
 if TYPE_CHECKING:
     from kubevibe.llm.base import LLMClient
+    from kubevibe.record.schema import LLMCallRecord
     from kubevibe.record.rundir import RunDir
     from kubevibe.settings import Settings
 
@@ -78,7 +81,8 @@ class StageResult(BaseModel):
     summary: str  # one sentence for the terminal and events.jsonl
     evidence: list[Evidence] = Field(default_factory=list)
     artifacts: ArtifactSet | None = None  # a new revision, when the stage changed the files
-    updates: dict[str, Any] = Field(default_factory=dict)  # RunState fields to set
+    # RunState fields to set ("verified" is merged into the current one); checked by RunState.updated.
+    updates: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)  # numbers worth keeping (durations of sub-steps, ...)
 
     @classmethod
@@ -88,6 +92,10 @@ class StageResult(BaseModel):
     @classmethod
     def failed(cls, summary: str, **kw: Any) -> "StageResult":
         return cls(outcome=Outcome.FAILED, summary=summary, **kw)
+
+
+class StateUpdateError(ValueError):
+    """A stage returned updates that are not RunState fields, or values of the wrong type: a bug in the stage."""
 
 
 class RunState(BaseModel):
@@ -118,6 +126,23 @@ class RunState(BaseModel):
     service_file: str | None = None
     # Every stand-in that acted in this run: {"kind": "base-image"|"dropped-field"|..., "detail": str}.
     stand_ins: list[dict[str, str]] = Field(default_factory=list)
+
+    def updated(self, updates: dict[str, Any], *, stage: State | str) -> "RunState":
+        """This state with a stage's `updates` applied, validated like every RunState: an unknown key or a value of
+        the wrong type is refused at once, naming the stage. "verified" is merged into the current one."""
+        unknown = sorted(set(updates) - set(type(self).model_fields))
+        if unknown:
+            raise StateUpdateError(f"stage {stage} returned updates for {', '.join(unknown)}, which RunState does "
+                                   f"not have")
+        if not updates:
+            return self
+        merged = dict(updates)
+        if "verified" in merged:
+            merged["verified"] = {**self.verified, **merged["verified"]}
+        try:
+            return type(self).model_validate({**dict(self), **merged})
+        except ValidationError as exc:
+            raise StateUpdateError(f"stage {stage} returned updates that do not fit RunState: {exc}") from exc
 
     def stand_ins_plus(self, new: list[dict[str, str]]) -> list[dict[str, str]]:
         """stand_ins with `new` appended, each record once (for StageResult.updates["stand_ins"])."""
@@ -157,6 +182,9 @@ class RunContext:
         self.stage: State | None = None
         self._cleanups: dict[str, Callable[[], None]] = {}
         self._lock = threading.Lock()
+        # Where record_llm_call writes: the runner installs its own writer; a stage run without a runner (a test
+        # of one stage) gets the same RunDir writer.
+        self._llm_call_writer: Callable[["LLMCallRecord"], None] = rundir.append_llm_call
 
     # -- time -----------------------------------------------------------------------------------------
     def remaining(self) -> float:
@@ -178,6 +206,14 @@ class RunContext:
     @property
     def log_file(self) -> Path:
         return self.stage_dir / "commands.log"
+
+    # -- the record -----------------------------------------------------------------------------------
+    def set_llm_call_writer(self, writer: Callable[["LLMCallRecord"], None]) -> None:
+        self._llm_call_writer = writer
+
+    def record_llm_call(self, call: "LLMCallRecord") -> None:
+        """Hand one LLM call to the run's writer (llm.jsonl), at once: a stage that crashes later keeps it."""
+        self._llm_call_writer(call)
 
     # -- cleanups -------------------------------------------------------------------------------------
     def add_cleanup(self, key: str, fn: Callable[[], None]) -> None:

@@ -31,6 +31,7 @@ import httpx
 from kubevibe.engines.leftovers import BuildContainer, build_containers
 from kubevibe.exec import CommandResult, run
 from kubevibe.owner import OWNER_LABEL, label_alive
+from kubevibe.record.rundir import load_run
 from kubevibe.targets.base import RUN_LABEL
 from kubevibe.targets.kubernetes import (
     MANAGED_BY,
@@ -88,8 +89,8 @@ def run_outcomes(runs_dir: Path) -> dict[str, str]:
         return out
     for path in runs_dir.glob("*/*/run.json"):
         try:
-            outcome = json.loads(path.read_text(encoding="utf-8")).get("outcome")
-        except (OSError, ValueError):
+            outcome = load_run(path).outcome
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
             continue
         out[path.parent.name.lower()] = str(outcome or "")
     return out

@@ -1,8 +1,9 @@
 """The runner: follows the transition table, enforces the limits, and is the only writer of the run record.
 
-Per stage execution it: checks the limits, runs the stage function, stores a new artifact revision when the
-stage changed the files, writes the stage's evidence, appends the transition to events.jsonl, and checkpoints
-state.json. Whatever way the run ends (terminal state, limit, tool error, bug, Ctrl-C/SIGTERM), every
+Per stage execution it: checks the limits, runs the stage function (whose LLM calls it appends to llm.jsonl as
+they are handed over), stores a new artifact revision when the stage changed the files, applies the stage's
+updates to RunState (validated: RunState.updated), writes the stage's evidence, appends the transition to
+events.jsonl, and checkpoints state.json. The records are the models of record/schema.py. Whatever way the run ends (terminal state, limit, tool error, bug, Ctrl-C/SIGTERM), every
 cleanup the stages registered runs and run.json says how it ended.
 """
 

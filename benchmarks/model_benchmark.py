@@ -15,7 +15,6 @@ continues it and never redoes finished runs; `kubevibe report DIR` draws the HTM
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
@@ -28,6 +27,8 @@ from kubevibe.experiments.metrics import STAGES, summarize
 from kubevibe.errors import KubeVibeError
 from kubevibe.experiments.plan import validate_plan
 from kubevibe.experiments.store import open_results
+from kubevibe.record.rundir import load_run
+from kubevibe.record.schema import RunRecord
 from kubevibe.record.show import tests_from
 
 PROMPTS = Path(__file__).with_name("prompts.txt")
@@ -93,8 +94,8 @@ def main() -> int:
 
 def _tests_source(run_dir: Path | None) -> str:
     try:
-        record = json.loads((run_dir / "run.json").read_text()) if run_dir else {}
-    except (OSError, ValueError):
+        record = load_run(run_dir) if run_dir else RunRecord()
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         return "unknown"
     source = tests_from(record)
     if source is None:

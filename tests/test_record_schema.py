@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from kubevibe.experiments.store import Store
 from kubevibe.llm.base import LLMClient, LLMRequest, LLMResponse
@@ -25,8 +26,6 @@ from kubevibe.record.rundir import RunDir, load_run
 from kubevibe.record.schema import RECORD_VERSION, Checkpoint, LLMCallRecord, RunRecord, TransitionEvent
 from kubevibe.record.show import run_summary
 from kubevibe.settings import Settings
-
-from pydantic import BaseModel
 
 REQUEST = "Develop a credit card validation microservice"
 

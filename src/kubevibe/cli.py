@@ -488,11 +488,11 @@ def export(
     if push:
         _check_push(push)
         facts = read_run(run_dir)  # a bad RUN fails before anything is pushed
-        source = facts.run.get("image") or facts.state.get("image")
+        source = facts.run.image or facts.state.get("image")
         if not source:
             raise UsageError(f"Run {facts.rundir.run_id} has no image to push.")
         check_target(directory, force)  # a folder that cannot take the export is refused before the push
-        record = push_image(source, push, builder_name=builder or facts.run.get("settings", {}).get("builder")
+        record = push_image(source, push, builder_name=builder or facts.run.settings.get("builder")
                             or "podman")
         if not record.ok:
             err.print(f"[red]error:[/] {escape(record.error or 'push failed')}", highlight=False)

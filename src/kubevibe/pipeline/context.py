@@ -4,8 +4,8 @@ Stages read the context and return a `StageResult`; they never write the run rec
 llm.jsonl, revisions, state.json) themselves: only the runner does. A stage's LLM calls are handed to
 `record_llm_call`, which writes through the runner's writer at once. A stage's `updates` are RunState fields,
 checked against RunState when the runner applies them (`RunState.updated`). A stage may write files in its own
-`stage_dir` (logs, build context) and may register a cleanup for a resource it created (a deployment), which the
-runner guarantees to run.
+`stage_dir` (logs, build context) or in a directory the RunDir hands it (Chart: `RunDir.fresh_chart_dir()`), and
+may register a cleanup for a resource it created (a deployment), which the runner guarantees to run.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ Layout:
   chart/              the Helm chart, and <name>-<version>.tgz
 
 The schema of run.json, events.jsonl, llm.jsonl and state.json is record/schema.py; RunDir writes and reads them
-as those models. The writers are called by the runner and by the session that starts or resumes a run (and the
-LLM calls a stage hands to the run context); readers (show, resume, the store, the report, gc, replay) use the
-typed readers here or `load_run()`.
+as those models. The writers are called by the runner (each stage's transition, checkpoint and LLM calls, and
+the end of run.json) and by what starts or closes a run around it: the session (run.json at the start, a resume's
+entry), refine (the parent link) and --push (run.json `push`). Readers (show, runs, resume, the store, the
+report, gc, export, replay) use the typed readers here or `load_run()`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ continues it and never redoes finished runs; `kubevibe report DIR` draws the HTM
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import Counter
@@ -29,7 +28,9 @@ from kubevibe.experiments.metrics import STAGES, summarize
 from kubevibe.errors import KubeVibeError
 from kubevibe.experiments.plan import validate_plan
 from kubevibe.experiments.store import open_results
-from kubevibe.records.show import tests_from
+from kubevibe.record.rundir import load_run
+from kubevibe.record.schema import RunRecord
+from kubevibe.record.show import tests_from
 from kubevibe.settings import INTENT_METHODS
 
 PROMPTS = Path(__file__).with_name("prompts.txt")
@@ -141,8 +142,8 @@ def _print_one(method: str, runs: list[dict], executions: list[dict], calls: lis
 
 def _tests_source(run_dir: Path | None) -> str:
     try:
-        record = json.loads((run_dir / "run.json").read_text()) if run_dir else {}
-    except (OSError, ValueError):
+        record = load_run(run_dir) if run_dir else RunRecord()
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         return "unknown"
     source = tests_from(record)
     if source is None:

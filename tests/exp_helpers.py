@@ -27,7 +27,8 @@ from kubevibe.pipeline.artifacts import ArtifactSet, resume_outcome
 from kubevibe.pipeline.context import Evidence, RunContext, RunState, StageResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.pipeline.runner import Runner
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.schema import LLMCallRecord
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 FILES_A = {"myapp.py": "from flask import Flask\napp = Flask(__name__)\n\n@app.get('/health')\ndef health():\n"
@@ -51,12 +52,12 @@ SECONDS = {State.GENERATE: 0.03, State.BUILD: 0.02, State.FIX: 0.01, State.DEPLO
 
 
 def _llm(ctx: RunContext, purpose: str, prompt_tokens: int, completion_tokens: int, seconds: float) -> None:
-    ctx.rundir.append_llm({"time": datetime.now(timezone.utc).isoformat(), "step": ctx.step, "stage": str(ctx.stage),
-                           "purpose": purpose, "backend": "scripted", "model": "scripted-7b",
-                           "request": {"purpose": purpose, "prompt": "..."}, "schema": "X", "ok": True,
-                           "response": {"text": "{}", "model": "scripted-7b", "backend": "scripted",
-                                        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                        "duration_s": seconds, "finish_reason": "stop"}})
+    ctx.record_llm_call(LLMCallRecord.model_validate({
+        "time": datetime.now(timezone.utc).isoformat(), "step": ctx.step, "stage": str(ctx.stage),
+        "purpose": purpose, "backend": "scripted", "model": "scripted-7b",
+        "request": {"purpose": purpose, "prompt": "..."}, "schema": "X", "ok": True,
+        "response": {"text": "{}", "model": "scripted-7b", "backend": "scripted", "prompt_tokens": prompt_tokens,
+                     "completion_tokens": completion_tokens, "duration_s": seconds, "finish_reason": "stop"}}))
 
 
 def generate(files: dict[str, str]):

@@ -21,7 +21,7 @@ from kubevibe.pipeline.artifacts import (
 )
 from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import State
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 KNOWN_GOOD_PROMPT = "credit card validation microservice: POST /validate checks a number with the Luhn algorithm"

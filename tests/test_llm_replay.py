@@ -12,7 +12,7 @@ from kubevibe.errors import UsageError
 from kubevibe.llm.base import LLMCallError, LLMClient, LLMRequest, LLMResponse
 from kubevibe.llm.call import ask
 from kubevibe.llm.replay import ReplayClient, write_replay_log
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 
@@ -125,7 +125,9 @@ class Spec(BaseModel):
 def run_asks(tmp_path, name, llm, purposes):
     rundir = RunDir(tmp_path / name)
     rundir.path.mkdir()
-    ctx = SimpleNamespace(settings=Settings(), llm=llm, rundir=rundir, step=1, stage=None, remaining=lambda: 600.0)
+    # call.py hands each call to the context; this one writes it to the run directory, as the runner's writer does
+    ctx = SimpleNamespace(settings=Settings(), llm=llm, rundir=rundir, step=1, stage=None, remaining=lambda: 600.0,
+                          record_llm_call=rundir.append_llm_call)
     return rundir, [ask(ctx, purpose, "prompt", Spec) for purpose in purposes]
 
 

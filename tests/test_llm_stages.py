@@ -13,7 +13,7 @@ from kubevibe.llm.replay import ReplayClient, write_replay_log
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, RunState
 from kubevibe.pipeline.fsm import Outcome, State
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 from kubevibe.stages import fix, generate, intent
 

@@ -114,7 +114,7 @@ def test_cpu_limits_of_the_played_workloads():
 
 def test_stand_ins_are_recorded_once_each_and_printed_one_per_line():
     from kubevibe.pipeline.context import RunState
-    from kubevibe.records.show import stand_in_lines
+    from kubevibe.record.show import stand_in_lines
 
     state = RunState(prompt="x", stand_ins=[{"kind": "base-image", "detail": "FROM python:3.11-slim -> x"}])
     merged = state.stand_ins_plus([{"kind": "base-image", "detail": "FROM python:3.11-slim -> x"},

@@ -19,8 +19,9 @@ from kubevibe.export import export_run, set_values_image, tavern_from_cases
 from kubevibe.intent import TestCase
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.publish import check_push_target, pushed_reference
-from kubevibe.records.lineage import last_good_revision, stages_passed
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.lineage import last_good_revision, stages_passed
+from kubevibe.record.schema import TransitionEvent
+from kubevibe.record.rundir import RunDir
 
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
 INTENT = {**KNOWN_GOOD_INTENT, "spec": {**KNOWN_GOOD_INTENT["spec"], "test_cases": [
@@ -93,7 +94,7 @@ def test_last_good_revision_is_the_one_verified_furthest_later_on_a_tie(tmp_path
               ev("DEPLOY", "CONNECT"), ev("CONNECT", "FIX", "failed"), ev("FIX", "BUILD", "resume-build", revision=1),
               ev("BUILD", "FIX", "failed"), ev("FIX", "BUILD", "resume-build", revision=2), ev("BUILD", "VALIDATE"),
               ev("VALIDATE", "DEPLOY"), ev("DEPLOY", "CONNECT")]
-    assert stages_passed(events) == {0: 4, 2: 4}  # revision 1 never built
+    assert stages_passed([TransitionEvent.model_validate(e) for e in events]) == {0: 4, 2: 4}  # rev 1 never built
     run = make_run(tmp_path, "r", events)
     good = last_good_revision(RunDir(run))
     assert good is not None and good.revision == 2 and good.verified_to == "DEPLOY"

@@ -14,7 +14,7 @@ from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import Evidence, RunContext, RunState, StageResult
 from kubevibe.pipeline.fsm import Outcome, State
 from kubevibe.pipeline.runner import Counters, Runner
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 GOOD = ArtifactSet(files={"myapp.py": "print(1)\n", "Dockerfile": "FROM x\n", "vibe.yaml": "a: 1\n",
@@ -258,7 +258,7 @@ def test_settings_precedence(tmp_path):
 
 
 def test_verification_line_says_exactly_what_was_checked_and_where_tests_came_from():
-    from kubevibe.records.show import verification_line
+    from kubevibe.record.show import verification_line
 
     assert verification_line({}) == "nothing verified"
     assert verification_line({"built": True, "validated": True, "deployed": True, "reachable": True,

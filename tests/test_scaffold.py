@@ -27,7 +27,7 @@ from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import Outcome, State
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 
 CC = "Develop a credit card validation microservice"

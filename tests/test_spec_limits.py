@@ -14,7 +14,7 @@ from kubevibe.llm.replay import ReplayClient, write_replay_log
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import Outcome, State
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
 from kubevibe.settings import Settings
 from kubevibe.spec_limits import COMPACT, WIDE, limits_for, spec_schema, tidy_spec, unrelated_to_request
 from kubevibe.stages import intent

@@ -173,7 +173,7 @@ def show(
 ) -> None:
     """Summarise a run: outcome, transitions, what was verified."""
     from kubevibe.console import print_run_summary
-    from kubevibe.records.show import run_summary
+    from kubevibe.record.show import run_summary
 
     summary = run_summary(run_dir)
     if as_json:
@@ -188,7 +188,7 @@ def graph(
 ) -> None:
     """Draw the run's FSM execution graph (DOT, and SVG when Graphviz is installed) into the run directory."""
     from kubevibe.pipeline.graph import write_graph
-    from kubevibe.records.rundir import RunDir
+    from kubevibe.record.rundir import RunDir
 
     rundir = RunDir.open(run_dir)
     dot_path, svg_path = write_graph(rundir.read_jsonl("events.jsonl"), rundir.path)
@@ -457,11 +457,11 @@ def export(
     if push:
         _check_push(push)
         facts = read_run(run_dir)  # a bad RUN fails before anything is pushed
-        source = facts.run.get("image") or facts.state.get("image")
+        source = facts.run.image or facts.state.get("image")
         if not source:
             raise UsageError(f"Run {facts.rundir.run_id} has no image to push.")
         check_target(directory, force)  # a folder that cannot take the export is refused before the push
-        record = push_image(source, push, builder_name=builder or facts.run.get("settings", {}).get("builder")
+        record = push_image(source, push, builder_name=builder or facts.run.settings.get("builder")
                             or "podman")
         if not record.ok:
             err.print(f"[red]error:[/] {escape(record.error or 'push failed')}", highlight=False)
@@ -484,7 +484,7 @@ def runs(
 ) -> None:
     """The runs under the runs directory, newest first: outcome, verdict, request, age, lineage."""
     from kubevibe.console import print_run_rows
-    from kubevibe.records.listing import list_runs
+    from kubevibe.record.listing import list_runs
     from kubevibe.settings import resolve_settings
 
     root = resolve_settings(flags=dict(runs_dir=runs_dir), config_path=config).settings.runs_dir
@@ -526,7 +526,7 @@ def _read_prompt(prompt: str | None, prompt_file: Path | None) -> str:
 
 def _run_session(session, *, quiet: bool, as_json: bool) -> None:
     from kubevibe.console import ConsoleReporter, print_run_end
-    from kubevibe.records.show import run_summary
+    from kubevibe.record.show import run_summary
 
     show_progress = not (quiet or as_json)
     if show_progress:

@@ -17,8 +17,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from kubevibe.pipeline.context import StageResult
 from kubevibe.pipeline.fsm import Outcome, State
-from kubevibe.records.listing import human_age
-from kubevibe.records.show import load_line, stand_in_lines, verification_line
+from kubevibe.record.listing import human_age
+from kubevibe.record.show import load_line, stand_in_lines, verification_line
 
 _MARK = {Outcome.OK: "[green]✓[/]", Outcome.FAILED: "[red]✗[/]"}
 

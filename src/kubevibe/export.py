@@ -36,9 +36,10 @@ from kubevibe.errors import UsageError
 from kubevibe.intent import Intent, TestCase
 from kubevibe.pipeline import artifacts as names
 from kubevibe.pipeline.artifacts import ArtifactSet
-from kubevibe.records.lineage import chain, last_good_revision
-from kubevibe.records.rundir import RunDir
-from kubevibe.records.show import tests_from, verification_line
+from kubevibe.record.lineage import chain, last_good_revision
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.schema import RunRecord
+from kubevibe.record.show import tests_from, verification_line
 
 ACCEPTANCE = Path("acceptance") / "acceptance.tavern.yaml"
 TESTS_FILE = "tests/acceptance.tavern.yaml"
@@ -59,7 +60,7 @@ class RunFacts:
     """What an export needs to know about the run, read defensively from run.json and state.json."""
 
     rundir: RunDir
-    run: dict[str, Any]
+    run: RunRecord
     state: dict[str, Any]
     artifacts: ArtifactSet
     revision: int
@@ -67,7 +68,7 @@ class RunFacts:
 
     @property
     def intent(self) -> Intent | None:
-        data = self.run.get("intent") or self.state.get("intent")
+        data = self.run.intent or self.state.get("intent")
         try:
             return Intent.model_validate(data) if data else None
         except ValueError:
@@ -75,7 +76,7 @@ class RunFacts:
 
     @property
     def service_file(self) -> str:
-        name = self.run.get("service_file") or self.state.get("service_file") or names.CODE
+        name = self.run.service_file or self.state.get("service_file") or names.CODE
         return name if isinstance(name, str) and Path(name).name == name and name not in ("", ".", "..") else names.CODE
 
 
@@ -83,10 +84,10 @@ def read_run(path: Path) -> RunFacts:
     if not Path(path).is_dir():
         raise UsageError(f"There is no run at {path}: give a run directory (kubevibe runs lists them).")
     rundir = RunDir.open(Path(path))
-    run = rundir.read_json("run.json")
+    run = rundir.read_run()
     try:
-        state = rundir.read_json("state.json").get("state") or {}
-    except (UsageError, AttributeError):  # no checkpoint, or a damaged one: the state is unknown
+        state = rundir.read_checkpoint().state or {}
+    except UsageError:  # no checkpoint, or a damaged one: the state is unknown
         state = {}
     good = last_good_revision(rundir)
     charts = sorted(p.parent for p in (rundir.path / "chart").glob("*/Chart.yaml") if not p.parent.is_symlink())
@@ -155,7 +156,7 @@ def _move_into(staging: Path, directory: Path) -> None:
 def export_run(run_path: Path, directory: Path, *, force: bool = False, image: str | None = None) -> ExportResult:
     """Write the project. `image`: the image the chart should run (a pushed one); default: the run's push, if any."""
     facts = read_run(run_path)
-    pushed = facts.run.get("push") if isinstance(facts.run.get("push"), dict) else {}
+    pushed = facts.run.push or {}
     image = image or (pushed.get("image") if pushed.get("ok") else None)
     created = prepare_target(directory, force)
     directory = Path(directory).absolute()
@@ -209,7 +210,7 @@ def _write_project(facts: RunFacts, out: Path, image: str | None) -> ExportResul
         write(TESTS_FILE, tests_text)
         write(TAVERN_CONFIG, yaml.safe_dump({"name": "where the service answers",
                                              "variables": {"base_url": "http://127.0.0.1:8080"}}, sort_keys=False))
-    final_image = image or facts.run.get("image") or facts.state.get("image")
+    final_image = image or facts.run.image or facts.state.get("image")
     write("README.md", readme(facts, chart_name, final_image, bool(image), tests_source))
     return ExportResult(out, files, final_image, tests_source)
 
@@ -233,7 +234,7 @@ def acceptance_tests(facts: RunFacts) -> tuple[str | None, str | None]:
     """(where the tests come from, the Tavern text): the run's acceptance file, else the intent's test cases."""
     carried = facts.rundir.path / ACCEPTANCE
     if carried.is_file() and not carried.is_symlink():
-        record = facts.run.get("acceptance") if isinstance(facts.run.get("acceptance"), dict) else {}
+        record = facts.run.acceptance or {}
         return f"acceptance:{record.get('source') or 'user'}", carried.read_text(encoding="utf-8")
     intent = facts.intent
     cases = intent.spec.test_cases if intent and intent.spec else []
@@ -275,12 +276,12 @@ def tavern_from_cases(cases: list[TestCase]) -> str:
 
 def _verdict_lines(facts: RunFacts) -> list[str]:
     run = facts.run
-    lines = [f"- outcome of run `{run.get('run_id')}`: **{run.get('outcome')}**"]
-    verdict = run.get("verdict")
+    lines = [f"- outcome of run `{run.run_id}`: **{run.outcome}**"]
+    verdict = run.verdict
     if isinstance(verdict, dict):
         lines.append("- verdict: " + ", ".join(f"{k}: {json.dumps(v)}" for k, v in verdict.items()))
-    lines.append(f"- verified: {verification_line(run.get('verified') or {}, tests_from(run))}")
-    stand_ins = [s for s in run.get("stand_ins") or [] if isinstance(s, dict)]
+    lines.append(f"- verified: {verification_line(run.verified or {}, tests_from(run))}")
+    stand_ins = [s for s in run.stand_ins or [] if isinstance(s, dict)]
     mappings = facts.state.get("image_mappings") or []
     if stand_ins or mappings:
         lines.append("- what was a stand-in on the machine that verified it:")
@@ -299,7 +300,7 @@ def readme(facts: RunFacts, chart_name: str, image: str | None, pushed: bool, te
     intent = facts.intent
     spec = intent.spec if intent else None
     title = spec.name if spec else chart_name
-    request = facts.run.get("prompt") or ""
+    request = facts.run.prompt or ""
     what = (spec.description if spec and spec.description else "") or (intent.text if intent else request)
     port = spec.target_port if spec else 5000
     ancestors = chain(facts.rundir.path)

@@ -40,6 +40,7 @@ from kubevibe.targets.kubernetes.gc import Cluster, owner_alive
 from kubevibe.targets.kubernetes.kubectl import KubeAccess
 from kubevibe.targets.labels import RUN_LABEL
 from kubevibe.targets.local.gc import podman_containers, podman_networks, podman_pods
+from kubevibe.record.rundir import load_run
 
 COMMAND_TIMEOUT_S = 60.0
 DEFAULT_OLDER_THAN_S = 3600.0
@@ -67,8 +68,8 @@ def run_outcomes(runs_dir: Path) -> dict[str, str]:
         return out
     for path in runs_dir.glob("*/*/run.json"):
         try:
-            outcome = json.loads(path.read_text(encoding="utf-8")).get("outcome")
-        except (OSError, ValueError):
+            outcome = load_run(path).outcome
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
             continue
         out[path.parent.name.lower()] = str(outcome or "")
     return out

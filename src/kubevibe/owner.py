@@ -2,7 +2,7 @@
 
 A pid alone is not enough: pids are reused, and after a reboot every old pid is meaningless. So an owner is
 (pid, process start time in clock ticks since boot, boot id). `gc` removes at once what a dead owner left;
-`resume` refuses a run whose owner is alive (the run directory's lock, records.rundir).
+`resume` refuses a run whose owner is alive (the run directory's lock, record.rundir).
 
 On local objects (pods, networks, images, build containers) the owner is the label `io.kubevibe.owner` with a
 value that is also a valid Kubernetes label value: `<pid>.<start ticks>.<boot id prefix>`.

@@ -87,7 +87,7 @@ def record_push(ctx: "RunContext", end: "RunEnd") -> "RunEnd":
 
     A failed push turns the run's outcome into "error" (exit 1) with the reason: the user asked for the image
     to be in their registry, and it is not."""
-    run = ctx.rundir.read_json("run.json")
+    run = ctx.rundir.read_run()
     image = ctx.state.image
     if not image:
         record = PushRecord(ctx.settings.push, "", False, "the run produced no image")
@@ -96,11 +96,11 @@ def record_push(ctx: "RunContext", end: "RunEnd") -> "RunEnd":
         log.parent.mkdir(parents=True, exist_ok=True)
         record = push_image(image, ctx.settings.push, builder_name=ctx.settings.builder, log_file=log,
                             timeout=PUSH_TIMEOUT_S)  # after the run: its own deadline is spent
-    run["push"] = record.as_record()
+    run.push = record.as_record()
     if not record.ok:
         end = end.model_copy(update={"outcome": "error", "reason": f"the image was not pushed: {record.error}",
                                      "hint": "Log in with `podman login REGISTRY` (or docker login) and push "
                                              "again with `kubevibe export RUN DIR --push REGISTRY/PATH`."})
-        run.update(outcome=end.outcome, reason=end.reason, hint=end.hint)
-    ctx.rundir.write_json("run.json", run)
+        run.outcome, run.reason, run.hint = end.outcome, end.reason, end.hint
+    ctx.rundir.write_run(run)
     return end

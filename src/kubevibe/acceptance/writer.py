@@ -41,7 +41,7 @@ def enabled(ctx: RunContext) -> tuple[bool, str]:
     if ctx.llm.backend == "replay" and not s.test_llm:
         # A replayed run takes the recorded path: the writer runs only if the recorded run asked it.
         records = getattr(ctx.llm, "records", [])
-        recorded = any(r.get("purpose") == PURPOSE for r in records)
+        recorded = any(r.purpose == PURPOSE for r in records)  # record.schema.LLMCallRecord
         return recorded, "the replayed run " + ("had" if recorded else "had no") + " test writer"
     return True, "on by default"
 

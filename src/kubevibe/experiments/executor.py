@@ -425,19 +425,21 @@ class Executor:
 
 
 def _outcome(run_dir: Path) -> str | None:
+    from kubevibe.record.rundir import load_run
+
     try:
-        return json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("outcome")
-    except (OSError, ValueError, AttributeError):
+        return load_run(run_dir).outcome
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
         return None
 
 
 def _write_graph(run_dir: Path) -> None:
     """The run's FSM execution graph (fsm.dot, fsm.svg) beside its record, as `kubevibe graph` writes it."""
     from kubevibe.pipeline.graph import write_graph
-    from kubevibe.records.rundir import RunDir
+    from kubevibe.record.rundir import RunDir
 
     try:
-        write_graph(RunDir.open(run_dir).read_jsonl("events.jsonl"), run_dir)
+        write_graph([event.dump() for event in RunDir.open(run_dir).read_events()], run_dir)
     except Exception:  # noqa: BLE001 - a drawing is a convenience; the report draws it again
         pass
 

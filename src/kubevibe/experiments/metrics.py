@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kubevibe.pipeline.fsm import PIPELINE, State
+from kubevibe.record.schema import TransitionEvent
 
 Z95 = 1.959963984540054
 # `unverified`: the pipeline completed but no independent acceptance tests passed: counted, never a success.
@@ -78,16 +79,15 @@ def newcombe_difference(s1: int, n1: int, s2: int, n2: int, z: float = Z95) -> t
 
 
 # -- one run --------------------------------------------------------------------------------------------------
-def executions_from_events(events: Iterable[Row]) -> list[Row]:
+def executions_from_events(events: Iterable[TransitionEvent]) -> list[Row]:
     """The stage executions among a run's events (not the runner's limit, stop and resume records)."""
     out = []
     for ev in events:
-        if ev.get("to") is None or ev.get("from") is None or ev.get("result") in NOT_EXECUTIONS:
+        if ev.to is None or ev.source is None or ev.result in NOT_EXECUTIONS:
             continue
-        out.append({"step": ev.get("step"), "stage": ev["from"], "result": ev.get("result"),
-                    "to_state": ev["to"], "duration_s": float(ev.get("duration_s") or 0.0),
-                    "reason": ev.get("reason") or "",
-                    "revision": (ev.get("metrics") or {}).get("revision"), "time": ev.get("time")})
+        out.append({"step": ev.step, "stage": ev.source, "result": ev.result, "to_state": ev.to,
+                    "duration_s": float(ev.duration_s or 0.0), "reason": ev.reason or "",
+                    "revision": (ev.metrics or {}).get("revision"), "time": ev.time})
     return out
 
 

@@ -38,9 +38,10 @@ from kubevibe.experiments.metrics import (
 from kubevibe.experiments.store import DB_NAME, Store, open_results
 from kubevibe.experiments.styles import style_comparison
 from kubevibe.text import trim_middle
-from kubevibe.records.lineage import chain
-from kubevibe.records.rundir import RunDir
-from kubevibe.records.show import tests_from, verification_line
+from kubevibe.record.lineage import chain
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.schema import RunRecord
+from kubevibe.record.show import tests_from, verification_line
 
 PASS_K_MAX = 10  # passItr@k is shown for k = 0..10 (capped by the deepest fix loop seen)
 EVIDENCE_CHARS = 6000
@@ -201,8 +202,9 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
                   out_dir: Path) -> dict[str, Any]:
     path = store.resolve_run_dir(run.get("run_dir"))
     rundir = RunDir(path) if path is not None and (path / "run.json").is_file() else None
-    record = rundir.read_json("run.json") if rundir else {}
-    events = rundir.read_jsonl("events.jsonl") if rundir else []
+    run_record = rundir.read_run() if rundir else RunRecord()
+    record = run_record.dump()  # the page shows run.json as it is, keys as in the file
+    events = [e.dump() for e in rundir.read_events()] if rundir else []
     graph_svg, graph_dot, graph_files = _graph(events, run["run_id"], out_dir, rundir)
     revs = revision_data(rundir, revisions) if rundir else []
     return {
@@ -210,7 +212,7 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
         "record": record,
         "run_path": str(path.resolve()) if path else None,
         "found": rundir is not None,
-        "verified": verification_line(record.get("verified") or {}, tests_from(record)),
+        "verified": verification_line(run_record.verified or {}, tests_from(run_record)),
         "lineage": chain(path) if rundir else [],  # a refined run's ancestors, nearest first
         "events": events,
         "fixes": fix_data(rundir, executions) if rundir else [],
@@ -220,8 +222,8 @@ def run_page_data(store: Store, run: dict, executions: list[dict], calls: list[d
         "graph_svg": graph_svg,
         "graph_dot": graph_dot,
         "graph_files": graph_files,
-        "settings": record.get("settings") or {},
-        "sources": record.get("sources") or {},
+        "settings": run_record.settings or {},
+        "sources": run_record.sources or {},
     }
 
 

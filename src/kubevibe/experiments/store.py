@@ -21,8 +21,9 @@ from typing import Any
 
 from kubevibe.errors import UsageError
 from kubevibe.experiments.metrics import FINISHED, executions_from_events, performance_fixes, repair_episodes, run_metrics
-from kubevibe.records.verdict import functionally_verified, make_verdict
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.verdict import functionally_verified, make_verdict
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.schema import LLMCallRecord, RunRecord
 
 DB_NAME = "experiment.sqlite"
 TABLES = ("runs", "stage_executions", "llm_calls", "revisions")
@@ -148,17 +149,17 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def verdict_columns(run: dict[str, Any]) -> dict[str, Any]:
+def verdict_columns(run: RunRecord) -> dict[str, Any]:
     """The verdict of a run.json as columns (runs recorded before verdicts existed get it from `verified`)."""
-    verdict = run.get("verdict") or make_verdict(run.get("verified") or {})
+    verdict = run.verdict or make_verdict(run.verified or {})
     accepted = verdict.get("accepted") or {}
-    acceptance = run.get("acceptance") or {}
+    acceptance = run.acceptance or {}
     return {"verdict": json.dumps(verdict, sort_keys=True),
             "accept_source": accepted.get("source") or acceptance.get("source"),
             "accept_passed": accepted.get("passed"), "accept_total": accepted.get("total"),
             # runtime success: the final files deployed and answered, whatever the tests said
             "runtime_success": int(bool(verdict.get("deployed") and verdict.get("reachable"))),
-            "functional_success": int(run.get("outcome") == "success" and functionally_verified(verdict))}
+            "functional_success": int(run.outcome == "success" and functionally_verified(verdict))}
 
 
 def _now() -> str:
@@ -282,10 +283,10 @@ class Store:
         """Read a run directory into rows (replacing what the cell had before). `cell`: its RunSpec; without
         one (a run made outside an experiment) the identity comes from run.json."""
         rundir = RunDir.open(run_dir)
-        run = rundir.read_json("run.json")
-        events = rundir.read_jsonl("events.jsonl")
-        calls = rundir.read_jsonl("llm.jsonl")
-        run_id = run.get("run_id") or rundir.run_id
+        run = rundir.read_run()
+        events = rundir.read_events()
+        calls = rundir.read_llm_calls()
+        run_id = run.run_id or rundir.run_id
         identity = cell.row() if cell is not None else _identity_from_run(run, run_id)
         key = identity["cell_key"]
 
@@ -294,12 +295,12 @@ class Store:
             ex["evidence_count"] = _evidence_count(rundir, ex["step"], ex["stage"])
         revisions = revision_rows(rundir)
         revision_steps = {ex["revision"]: ex["step"] for ex in executions if ex.get("revision") is not None}
-        outcome = run.get("outcome")
+        outcome = run.outcome
         status = {"running": "interrupted"}.get(outcome, outcome) or "interrupted"
         per_run = run_metrics(status, executions, [r["hash"] for r in revisions])
-        counters = run.get("counters") or {}
-        verified = run.get("verified") or {}
-        llm = run.get("llm") or {}
+        counters = run.counters or {}
+        verified = run.verified or {}
+        llm = run.llm or {}
         call_rows = [llm_call_row(i, c) for i, c in enumerate(calls)]
         row = {
             **identity,
@@ -307,9 +308,9 @@ class Store:
             "run_id": run_id,
             "run_dir": self._relative(rundir.path),
             "outcome": outcome,
-            "final_state": run.get("final_state"),
-            "reason": run.get("reason"),
-            "resolved_strategy": run.get("strategy"),
+            "final_state": run.final_state,
+            "reason": run.reason,
+            "resolved_strategy": run.strategy,
             "llm_backend": llm.get("backend"),
             "llm_model": llm.get("model"),
             "steps": counters.get("steps", len(executions)),
@@ -319,16 +320,16 @@ class Store:
             "tests_passed": verified.get("tests_passed"),
             "tests_total": verified.get("tests_total"),
             **verdict_columns(run),
-            "image": run.get("image"),
-            "chart": run.get("chart"),
+            "image": run.image,
+            "chart": run.chart,
             **per_run,
             "llm_calls": len(call_rows),
             "prompt_tokens": sum(c["prompt_tokens"] or 0 for c in call_rows),
             "completion_tokens": sum(c["completion_tokens"] or 0 for c in call_rows),
             "llm_s": round(sum(c["duration_s"] or 0.0 for c in call_rows), 3),
-            "started": run.get("created"),
-            "finished": run.get("finished") if status in FINISHED else None,
-            "resumed": len(run.get("resumed") or []),
+            "started": run.created,
+            "finished": run.finished if status in FINISHED else None,
+            "resumed": len(run.resumed or []),
             **load_columns(run, executions),
             **extra,
         }
@@ -434,42 +435,42 @@ def revision_rows(rundir: RunDir) -> list[dict[str, Any]]:
     return rows
 
 
-def llm_call_row(seq: int, record: dict[str, Any]) -> dict[str, Any]:
-    response = record.get("response") or {}
+def llm_call_row(seq: int, record: LLMCallRecord) -> dict[str, Any]:
+    response = record.response or {}
     duration = response.get("duration_s")
     if duration is None:
-        duration = record.get("duration_s")
+        duration = record.duration_s
     return {
         "seq": seq,
-        "step": record.get("step"),
-        "stage": record.get("stage"),
-        "purpose": record.get("purpose"),
-        "backend": record.get("backend"),
-        "model": response.get("model") or record.get("model"),
-        "ok": _bool(record.get("ok")),
-        "error": record.get("error"),
+        "step": record.step,
+        "stage": record.stage,
+        "purpose": record.purpose,
+        "backend": record.backend,
+        "model": response.get("model") or record.model,
+        "ok": _bool(record.ok),
+        "error": record.error,
         "prompt_tokens": response.get("prompt_tokens"),
         "completion_tokens": response.get("completion_tokens"),
         "duration_s": duration,
         "finish_reason": response.get("finish_reason"),
-        "time": record.get("time"),
+        "time": record.time,
     }
 
 
-def _identity_from_run(run: dict[str, Any], run_id: str) -> dict[str, Any]:
-    settings = run.get("settings") or {}
-    llm = run.get("llm") or {}
+def _identity_from_run(run: RunRecord, run_id: str) -> dict[str, Any]:
+    settings = run.settings or {}
+    llm = run.llm or {}
     return {"cell_key": f"run:{run_id}", "model_label": llm.get("model") or settings.get("model") or "?",
             "llm": settings.get("llm") or llm.get("spec"), "model": llm.get("model"),
             "intent_method": settings.get("intent_method"), "strategy": settings.get("strategy"),
-            "style": run.get("style") or settings.get("style") or "structured",
-            "prompt_index": None, "prompt": run.get("prompt"), "repetition": None}
+            "style": run.style or settings.get("style") or "structured",
+            "prompt_index": None, "prompt": run.prompt, "repetition": None}
 
 
-def load_columns(run: dict[str, Any], executions: list[dict[str, Any]]) -> dict[str, Any]:
+def load_columns(run: RunRecord, executions: list[dict[str, Any]]) -> dict[str, Any]:
     """The LOAD stage's figures of a run: whether objectives were stated and met, and the fixes spent on them."""
-    slo = (run.get("verdict") or {}).get("slo")
-    load = run.get("load") or {}
+    slo = (run.verdict or {}).get("slo")
+    load = run.load or {}
     return {
         "slo_stated": int(slo is not None),
         "slo_met": None if slo is None else int(bool(slo.get("met"))),

@@ -1,4 +1,7 @@
-"""One logged LLM call: send, record in llm.jsonl, parse and validate. The only way stages talk to a model.
+"""One logged LLM call: send, record, parse and validate. The only way stages talk to a model.
+
+Each call becomes one record.schema.LLMCallRecord, handed to the run context (`ctx.record_llm_call`) as soon as
+the call ends; the runner's writer appends it to llm.jsonl. This module never writes the record itself.
 
 `ask` is the structured style (one schema-constrained request); `ask_chat` one turn of the conversational style.
 """
@@ -14,6 +17,7 @@ from pydantic import BaseModel
 from kubevibe.llm.base import ChatMessage, LLMCallError, LLMClient, LLMRequest, LLMResponse
 from kubevibe.llm.conversation import context_budget, fit_to_context
 from kubevibe.llm.parse import AnswerError, parse_answer, repeated_tail
+from kubevibe.record.schema import LLMCallRecord
 
 if TYPE_CHECKING:
     from kubevibe.pipeline.context import RunContext
@@ -101,11 +105,11 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
         response = llm.chat(request) if chatting else llm.complete(request)
     except LLMCallError as exc:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
-        ctx.rundir.append_llm(record)
+        ctx.record_llm_call(LLMCallRecord.model_validate(record))
         return Answer(error=f"The LLM call failed: {exc}")
     except BaseException as exc:  # unreachable server, interruption, a bug: the call is still on the record
         record.update(ok=False, error=f"{type(exc).__name__}: {exc}", duration_s=round(time.monotonic() - started, 3))
-        ctx.rundir.append_llm(record)
+        ctx.record_llm_call(LLMCallRecord.model_validate(record))
         raise
     record["response"] = response.model_dump()
     try:
@@ -125,10 +129,10 @@ def ask(ctx: "RunContext", purpose: str, prompt: str, model: type[T], *, system:
             for key in ("thinking",):
                 if record["response"].get(key):
                     record["response"][key] = cut_for_record(record["response"][key])
-        ctx.rundir.append_llm(record)
+        ctx.record_llm_call(LLMCallRecord.model_validate(record))
         return Answer(error=reason, response=response)
     record.update(ok=True)
-    ctx.rundir.append_llm(record)
+    ctx.record_llm_call(LLMCallRecord.model_validate(record))
     return Answer(value=value, response=response)
 
 
@@ -171,8 +175,8 @@ def ask_chat(ctx: "RunContext", purpose: str, messages: list[ChatMessage], files
         response = ctx.llm.chat(request)
     except LLMCallError as exc:
         record.update(ok=False, error=str(exc), duration_s=round(time.monotonic() - started, 3))
-        ctx.rundir.append_llm(record)
+        ctx.record_llm_call(LLMCallRecord.model_validate(record))
         return ChatAnswer(error=f"The LLM call failed: {exc}", context=fitted.record)
     record.update(ok=True, response=response.model_dump())
-    ctx.rundir.append_llm(record)
+    ctx.record_llm_call(LLMCallRecord.model_validate(record))
     return ChatAnswer(text=response.text, response=response, context=fitted.record)

@@ -1,10 +1,13 @@
 """The run context handed to every stage, and the result every stage returns.
 
 Stages read the context and return a `StageResult`; they never write the run record (events, run.json,
-revisions) themselves: only the runner does. A stage may write files in its own `stage_dir` (logs, build
-context, chart) and may register a cleanup for a resource it created, which the runner guarantees to run.
-Deploy hands its deployment handle to the context (`hold_deployment`) before anything exists; later stages use
-`ctx.deployment`, and the runner tears it down (the cleanup "deployment").
+revisions, state.json) themselves: only the runner does. A stage's LLM calls are handed to
+`record_llm_call`, which writes through the runner's writer at once. A stage's `updates` are RunState fields,
+checked against RunState when the runner applies them (`RunState.updated`). A stage may write files in its own
+`stage_dir` (logs, build context) or in a directory the RunDir hands it (Chart: `RunDir.fresh_chart_dir()`), and
+may register a cleanup for a resource it created, which the runner guarantees to run. Deploy hands its deployment
+handle to the context (`hold_deployment`) before anything exists; later stages use `ctx.deployment`, and the
+runner tears it down (the cleanup "deployment").
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from kubevibe.evidence import Evidence as Evidence  # re-exported: stages import it from here
 from kubevibe.evidence import trim_middle as trim_middle
@@ -24,7 +27,8 @@ from kubevibe.pipeline.fsm import Outcome, State
 
 if TYPE_CHECKING:
     from kubevibe.llm.base import LLMClient
-    from kubevibe.records.rundir import RunDir
+    from kubevibe.record.schema import LLMCallRecord
+    from kubevibe.record.rundir import RunDir
     from kubevibe.settings import Settings
     from kubevibe.targets.base import Deployment
 
@@ -34,7 +38,8 @@ class StageResult(BaseModel):
     summary: str  # one sentence for the terminal and events.jsonl
     evidence: list[Evidence] = Field(default_factory=list)
     artifacts: ArtifactSet | None = None  # a new revision, when the stage changed the files
-    updates: dict[str, Any] = Field(default_factory=dict)  # RunState fields to set
+    # RunState fields to set ("verified" is merged into the current one); checked by RunState.updated.
+    updates: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)  # numbers worth keeping (durations of sub-steps, ...)
 
     @classmethod
@@ -44,6 +49,10 @@ class StageResult(BaseModel):
     @classmethod
     def failed(cls, summary: str, **kw: Any) -> "StageResult":
         return cls(outcome=Outcome.FAILED, summary=summary, **kw)
+
+
+class StateUpdateError(ValueError):
+    """A stage returned updates that are not RunState fields, or values of the wrong type: a bug in the stage."""
 
 
 class RunState(BaseModel):
@@ -74,6 +83,23 @@ class RunState(BaseModel):
     service_file: str | None = None
     # Every stand-in that acted in this run: {"kind": "base-image"|"dropped-field"|..., "detail": str}.
     stand_ins: list[dict[str, str]] = Field(default_factory=list)
+
+    def updated(self, updates: dict[str, Any], *, stage: State | str) -> "RunState":
+        """This state with a stage's `updates` applied, validated like every RunState: an unknown key or a value of
+        the wrong type is refused at once, naming the stage. "verified" is merged into the current one."""
+        unknown = sorted(set(updates) - set(type(self).model_fields))
+        if unknown:
+            raise StateUpdateError(f"stage {stage} returned updates for {', '.join(unknown)}, which RunState does "
+                                   f"not have")
+        if not updates:
+            return self
+        merged = dict(updates)
+        if "verified" in merged:
+            merged["verified"] = {**self.verified, **merged["verified"]}
+        try:
+            return type(self).model_validate({**dict(self), **merged})
+        except ValidationError as exc:
+            raise StateUpdateError(f"stage {stage} returned updates that do not fit RunState: {exc}") from exc
 
     def stand_ins_plus(self, new: list[dict[str, str]]) -> list[dict[str, str]]:
         """stand_ins with `new` appended, each record once (for StageResult.updates["stand_ins"])."""
@@ -115,6 +141,9 @@ class RunContext:
         # The live deployment (Deploy's handle); the runner tears it down with the cleanup "deployment".
         self.deployment: "Deployment | None" = None
         self._lock = threading.Lock()
+        # Where record_llm_call writes: the runner installs its own writer; a stage run without a runner (a test
+        # of one stage) gets the same RunDir writer.
+        self._llm_call_writer: Callable[["LLMCallRecord"], None] = rundir.append_llm_call
 
     # -- time -----------------------------------------------------------------------------------------
     def remaining(self) -> float:
@@ -150,6 +179,14 @@ class RunContext:
 
         self.add_cleanup("deployment", release)
         self.deployment = handle
+
+    # -- the record -----------------------------------------------------------------------------------
+    def set_llm_call_writer(self, writer: Callable[["LLMCallRecord"], None]) -> None:
+        self._llm_call_writer = writer
+
+    def record_llm_call(self, call: "LLMCallRecord") -> None:
+        """Hand one LLM call to the run's writer (llm.jsonl), at once: a stage that crashes later keeps it."""
+        self._llm_call_writer(call)
 
     # -- cleanups -------------------------------------------------------------------------------------
     def add_cleanup(self, key: str, fn: Callable[[], None]) -> None:

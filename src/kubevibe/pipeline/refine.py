@@ -1,7 +1,7 @@
 """`kubevibe refine RUN "follow-up"`: a new run that starts from an earlier run's last good files.
 
 The new run is an ordinary run (its own directory, id, image tags, network/namespace), made by `new_session`, and
-then pointed at the parent: its files are the parent's last good revision (records/lineage.py), its intent is the
+then pointed at the parent: its files are the parent's last good revision (record/lineage.py), its intent is the
 parent's, its strategy is `full` (a refine edits whole files), and it starts at REFINE, which asks the model for
 the change and goes on with Build. run.json gets `parent` (contract 5) and `refine`.
 
@@ -29,8 +29,9 @@ from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.context import RunState
 from kubevibe.pipeline.fsm import REFINE_START
 from kubevibe.pipeline.session import MAX_PROMPT_CHARS, Session, new_session
-from kubevibe.records.lineage import last_good_revision, parent_link
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.lineage import last_good_revision, parent_link
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.schema import RunRecord
 from kubevibe.settings import ResolvedSettings, Settings
 
 ACCEPTANCE_FILE = Path("acceptance") / "acceptance.tavern.yaml"  # contract 3
@@ -48,9 +49,9 @@ def check_followup(text: str) -> str:
     return text
 
 
-def inherit_settings(resolved: ResolvedSettings, parent_run: dict[str, Any], parent: RunDir) -> ResolvedSettings:
+def inherit_settings(resolved: ResolvedSettings, parent_run: RunRecord, parent: RunDir) -> ResolvedSettings:
     """Fill what the user left at its default with the parent's value."""
-    parent_values = parent_run.get("settings") or {}
+    parent_values = parent_run.settings or {}
     values = resolved.settings.model_dump()
     sources = dict(resolved.sources)
     for name in Settings.model_fields:
@@ -82,7 +83,7 @@ def refine_session(parent_path: Path, followup: str, resolved: ResolvedSettings,
         raise UsageError(f"There is no run at {parent_path}: give the directory of the run to refine "
                          "(kubevibe runs lists them).")
     parent = RunDir.open(Path(parent_path))
-    parent_run = parent.read_json("run.json")
+    parent_run = parent.read_run()
     good = last_good_revision(parent)
     if good is None:
         raise UsageError(f"Run {parent.run_id} did not get far enough to refine: none of its file revisions was "
@@ -90,7 +91,7 @@ def refine_session(parent_path: Path, followup: str, resolved: ResolvedSettings,
     if tests is not None and not tests.is_file():
         raise UsageError(f"The tests file {tests} does not exist.")
     parent_state = _parent_state(parent)
-    intent = parent_run.get("intent") or parent_state.get("intent")
+    intent = parent_run.intent or parent_state.get("intent")
 
     has_tests_setting = "tests" in Settings.model_fields
     user_tests = tests is not None
@@ -109,16 +110,14 @@ def refine_session(parent_path: Path, followup: str, resolved: ResolvedSettings,
         ctx.state = ctx.state.model_copy(update={"acceptance": acceptance})
     session.start = REFINE_START
 
-    run = rundir.read_json("run.json")
-    run.update(
-        strategy=ctx.state.strategy,
-        parent={"run": parent_link(parent.path, rundir.path), "run_id": parent.run_id, "revision": good.revision,
-                "verified_to": str(good.verified_to)},
-        refine={"request": followup, "parent_prompt": parent_run.get("prompt")},
-    )
+    run = rundir.read_run()
+    run.strategy = ctx.state.strategy
+    run.parent = {"run": parent_link(parent.path, rundir.path), "run_id": parent.run_id,
+                  "revision": good.revision, "verified_to": str(good.verified_to)}
+    run.refine = {"request": followup, "parent_prompt": parent_run.prompt}
     if acceptance:
-        run["acceptance"] = acceptance
-    rundir.write_json("run.json", run)
+        run.acceptance = acceptance
+    rundir.write_run(run)
     return session
 
 
@@ -129,25 +128,25 @@ def _with_setting(resolved: ResolvedSettings, name: str, value: Any, source: str
 
 def _parent_state(parent: RunDir) -> dict[str, Any]:
     try:
-        return parent.read_json("state.json").get("state") or {}
-    except (UsageError, AttributeError):  # no checkpoint, or a damaged one: the parent's state is unknown
+        return parent.read_checkpoint().state or {}
+    except UsageError:  # no checkpoint, or a damaged one: the parent's state is unknown
         return {}
 
 
-def _refine_state(state: RunState, followup: str, parent: RunDir, parent_run: dict[str, Any],
+def _refine_state(state: RunState, followup: str, parent: RunDir, parent_run: RunRecord,
                   parent_state: dict[str, Any], intent: dict[str, Any] | None, revision: int) -> RunState:
-    parent_prompt = parent_run.get("prompt") or parent_state.get("prompt") or ""
+    parent_prompt = parent_run.prompt or parent_state.get("prompt") or ""
     updates: dict[str, Any] = {
         # What the service is asked to be now: the original request and the follow-up.
         "prompt": f"{parent_prompt}\n\nFollow-up: {followup}" if parent_prompt else followup,
         "intent": intent,
         "strategy": "full",
-        "reference": parent_run.get("reference"),
+        "reference": parent_run.reference,
         "refine": {"request": followup, "parent_run_id": parent.run_id, "parent_revision": revision,
                    "parent_dir": str(parent.path)},
     }
     # Where the service file is written in the build context (issue 13), when this build records it.
-    service_file = parent_run.get("service_file") or parent_state.get("service_file")
+    service_file = parent_run.service_file or parent_state.get("service_file")
     if "service_file" in RunState.model_fields and service_file:
         updates["service_file"] = service_file
     # The conversational style (issue 16) continues the parent's conversation with the follow-up as the next turn.
@@ -156,7 +155,7 @@ def _refine_state(state: RunState, followup: str, parent: RunDir, parent_run: di
     return state.model_copy(update=updates)
 
 
-def _carry_acceptance(rundir: RunDir, parent: RunDir, parent_run: dict[str, Any], user_tests: Path | None,
+def _carry_acceptance(rundir: RunDir, parent: RunDir, parent_run: RunRecord, user_tests: Path | None,
                       carried: Path, *, stage_takes_tests: bool) -> dict[str, Any] | None:
     """Copy the acceptance tests this run starts with to ACCEPTANCE_FILE; their run.json record (contract 3)."""
     if user_tests is not None:
@@ -164,7 +163,7 @@ def _carry_acceptance(rundir: RunDir, parent: RunDir, parent_run: dict[str, Any]
             return None  # the acceptance stage freezes --tests itself and records it
         source_file, record = user_tests, {"source": "user"}
     elif carried.is_file() and not carried.is_symlink():
-        previous = parent_run.get("acceptance") if isinstance(parent_run.get("acceptance"), dict) else {}
+        previous = parent_run.acceptance or {}
         source_file, record = carried, {"source": previous.get("source") or "user", "from_run": parent.run_id}
     else:
         return None

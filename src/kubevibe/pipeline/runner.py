@@ -1,8 +1,9 @@
 """The runner: follows the transition table, enforces the limits, and is the only writer of the run record.
 
-Per stage execution it: checks the limits, runs the stage function, stores a new artifact revision when the
-stage changed the files, writes the stage's evidence, appends the transition to events.jsonl, and checkpoints
-state.json. Whatever way the run ends (terminal state, limit, tool error, bug, Ctrl-C/SIGTERM), every
+Per stage execution it: checks the limits, runs the stage function (whose LLM calls it appends to llm.jsonl as
+they are handed over), stores a new artifact revision when the stage changed the files, applies the stage's
+updates to RunState (validated: RunState.updated), writes the stage's evidence, appends the transition to
+events.jsonl, and checkpoints state.json. The records are the models of record/schema.py. Whatever way the run ends (terminal state, limit, tool error, bug, Ctrl-C/SIGTERM), every
 cleanup the stages registered runs and run.json says how it ended.
 
 The runner owns the deployment's life: Deploy hands its handle to the context (`ctx.hold_deployment`, the
@@ -26,15 +27,9 @@ from kubevibe.pipeline.artifacts import IMAGE_INPUTS
 from kubevibe.pipeline import signals
 from kubevibe.pipeline.context import Interrupted, RunContext, StageResult
 from kubevibe.pipeline.fsm import DEPLOYED_STATES, TERMINAL, Outcome, State, next_state
-from kubevibe.records.verdict import make_verdict, outcome_of_completed_run, unverified_reason
+from kubevibe.record.schema import Checkpoint, Counters, LLMCallRecord, RECORD_VERSION, TransitionEvent
+from kubevibe.record.verdict import make_verdict, outcome_of_completed_run, unverified_reason
 from kubevibe.stages import stage_function
-
-
-class Counters(BaseModel):
-    steps: int = 0  # stage executions so far (N limits this)
-    fix_attempts: int = 0
-    consecutive_failures: int = 0  # failed executions since the last successful pipeline stage
-    elapsed_s: float = 0.0  # time spent in earlier sessions of this run (before a resume)
 
 
 class RunEnd(BaseModel):
@@ -76,6 +71,7 @@ class Runner:
         self.reporter = reporter or SilentReporter()
         self.stages = stages  # injectable so the engine's logic is testable with scripted stages
         self._session_start = time.monotonic()
+        ctx.set_llm_call_writer(self._record_llm_call)  # stages hand their LLM calls to the runner
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, start: State) -> RunEnd:
@@ -160,9 +156,7 @@ class Runner:
                 self._record_stop(state, "cleanup-failed", "; ".join(errors), errors)
             late = signals.take_pending()
             if late:
-                self.ctx.rundir.append_event({"time": _now(), "step": self.counters.steps, "from": str(state),
-                                              "to": None, "result": "signal", "duration_s": 0.0,
-                                              "reason": f"{late} arrived during the final cleanup, which finished"})
+                self._record_stop(state, "signal", f"{late} arrived during the final cleanup, which finished", [])
             _best_effort(lambda: self._checkpoint(state))
             try:
                 return self._end(end)
@@ -192,11 +186,7 @@ class Runner:
             # What was verified belongs to the old files; the image stays valid if none of its inputs changed.
             image_still_valid = not (IMAGE_INPUTS & set(changed)) and ctx.state.verified.get("built")
             ctx.state.verified = {"built": True} if image_still_valid else {}
-        for key, value in result.updates.items():
-            if key == "verified":
-                ctx.state.verified = {**ctx.state.verified, **value}
-            else:
-                setattr(ctx.state, key, value)
+        ctx.state = ctx.state.updated(result.updates, stage=state)
         if result.outcome == Outcome.OK and state in VERIFIED_BY and VERIFIED_BY[state] not in result.updates.get(
                 "verified", {}):  # a stage may say it verified less (ACCEPT with no tests)
             ctx.state.verified[VERIFIED_BY[state]] = True
@@ -230,37 +220,35 @@ class Runner:
     # -- records --------------------------------------------------------------------------------------
     def _record_transition(self, source: State, outcome: Outcome, target: State, reason: str, duration: float,
                            metrics: dict[str, Any] | None = None) -> None:
-        event = {
-            "time": _now(),
-            "step": self.counters.steps,
-            "from": str(source),
-            "to": str(target),
-            "result": str(outcome),
-            "duration_s": round(duration, 3),
-            "reason": reason,
-        }
+        event = TransitionEvent(time=_now(), step=self.counters.steps, source=str(source), to=str(target),
+                                result=str(outcome), duration_s=round(duration, 3), reason=reason)
         if metrics:
-            event["metrics"] = metrics
+            event.metrics = metrics
         self.ctx.rundir.append_event(event)
 
     def _record_stop(self, state: State, result: str, reason: str, cleanup_errors: list[str]) -> None:
-        event = {"time": _now(), "step": self.counters.steps, "from": str(state), "to": None, "result": result,
-                 "duration_s": 0.0, "reason": reason}
+        event = TransitionEvent(time=_now(), step=self.counters.steps, source=str(state), to=None, result=result,
+                                duration_s=0.0, reason=reason)
         if cleanup_errors:
-            event["cleanup_errors"] = cleanup_errors
+            event.cleanup_errors = cleanup_errors
         self.ctx.rundir.append_event(event)
 
+    def _record_llm_call(self, call: LLMCallRecord) -> None:
+        """Written at once, not at the stage's end: a stage that crashes after a call still leaves it recorded."""
+        self.ctx.rundir.append_llm_call(call)
+
     def _last_reason(self) -> str:
-        events = self.ctx.rundir.read_jsonl("events.jsonl")
-        return events[-1]["reason"] if events else ""
+        events = self.ctx.rundir.read_events()
+        return (events[-1].reason or "") if events else ""
 
     def _checkpoint(self, next_state_: State) -> None:
-        self.ctx.rundir.write_json("state.json", {
-            "next_state": str(next_state_),
-            "counters": self._counters_now().model_dump(),
-            "state": self.ctx.state.model_dump(),
-            "revision": (self.ctx.rundir.revisions() or [None])[-1],
-        })
+        self.ctx.rundir.write_checkpoint(Checkpoint(
+            record_version=RECORD_VERSION,
+            next_state=str(next_state_),
+            counters=self._counters_now(),
+            state=self.ctx.state.model_dump(),
+            revision=(self.ctx.rundir.revisions() or [None])[-1],
+        ))
 
     def _counters_now(self) -> Counters:
         c = self.counters.model_copy()
@@ -268,31 +256,29 @@ class Runner:
         return c
 
     def _end(self, end: RunEnd) -> RunEnd:
-        run = self.ctx.rundir.read_json("run.json")
-        run.update(
-            outcome=end.outcome,
-            final_state=str(end.final_state) if end.final_state else None,
-            reason=end.reason,
-            hint=end.hint,
-            finished=_now(),
-            counters=self._counters_now().model_dump(),
-            verified=self.ctx.state.verified,
-            intent=self.ctx.state.intent,
-            image=self.ctx.state.image,
-            chart=self.ctx.state.chart,
-            strategy=self.ctx.state.strategy,
-            reference=self.ctx.state.reference,
-            load=self.ctx.state.load_report,
-            service_file=self.ctx.state.service_file,
-            stand_ins=self.ctx.state.stand_ins,
-            verdict=make_verdict(self.ctx.state.verified),
-        )
-        run["verdict"] = {**(run.get("verdict") or {}), "slo": _slo_verdict(self.ctx)}
-        if self.ctx.state.acceptance:
-            run["acceptance"] = self.ctx.state.acceptance
-        if self.ctx.state.test_writer:
-            run["test_writer"] = self.ctx.state.test_writer
-        self.ctx.rundir.write_json("run.json", run)
+        run = self.ctx.rundir.read_run()
+        state = self.ctx.state
+        run.outcome = end.outcome
+        run.final_state = str(end.final_state) if end.final_state else None
+        run.reason = end.reason
+        run.hint = end.hint
+        run.finished = _now()
+        run.counters = self._counters_now().model_dump()
+        run.verified = state.verified
+        run.intent = state.intent
+        run.image = state.image
+        run.chart = state.chart
+        run.strategy = state.strategy
+        run.reference = state.reference
+        run.load = state.load_report
+        run.service_file = state.service_file
+        run.stand_ins = state.stand_ins
+        run.verdict = {**make_verdict(state.verified), "slo": _slo_verdict(self.ctx)}
+        if state.acceptance:
+            run.acceptance = state.acceptance
+        if state.test_writer:
+            run.test_writer = state.test_writer
+        self.ctx.rundir.write_run(run)
         return end
 
 

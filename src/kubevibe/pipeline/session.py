@@ -19,7 +19,8 @@ from kubevibe.pipeline.context import RunContext, RunState
 from kubevibe.pipeline.fsm import RESUME_REDIRECT, START, TERMINAL, State
 from kubevibe.pipeline.runner import Counters, Reporter, Runner, RunEnd
 from kubevibe.preflight import check_runs_dir
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import CHECKPOINT_FILE, RunDir
+from kubevibe.record.schema import RECORD_VERSION, Checkpoint, RunRecord, TransitionEvent
 from kubevibe.settings import ResolvedSettings, Settings
 from kubevibe.slo import load_slo_file
 
@@ -128,27 +129,30 @@ def _create_rundir(settings: Settings, llm: LLMClient, prompt: str, state: RunSt
             shutil.rmtree(rundir.path, ignore_errors=True)  # nothing ran: leave no half-made run behind
             raise
     rundir.acquire()
-    rundir.write_json("run.json", {
-        "run_id": rundir.run_id,
-        "prompt": prompt,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "outcome": "running",
-        "llm": {"backend": llm.backend, "model": llm.model, "spec": settings.llm, "choice": choice.reason,
-                "describe": llm.describe()},
-        "strategy": state.strategy,
-        "style": settings.style,
-        "settings": settings.model_dump(mode="json"),
-        "sources": resolved.sources,
-        "config_file": resolved.config_file,
-        "limits": {"timeout_s": settings.timeout, "max_steps": settings.max_steps,
-                   "max_fix_attempts": settings.max_fix_attempts,
-                   "max_consecutive_failures": settings.max_consecutive_failures},
-        "versions": versions(),
-        "policy": policy_record(settings.policy),
-        "slo": {"objectives": state.slo, "source": "file", "file": str(settings.slo)} if state.slo else None,
-        **({"acceptance": state.acceptance} if state.acceptance else {}),
-        "owner": owner.current().model_dump(),
-    })
+    run = RunRecord(
+        record_version=RECORD_VERSION,
+        run_id=rundir.run_id,
+        prompt=prompt,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        outcome="running",
+        llm={"backend": llm.backend, "model": llm.model, "spec": settings.llm, "choice": choice.reason,
+             "describe": llm.describe()},
+        strategy=state.strategy,
+        style=settings.style,
+        settings=settings.model_dump(mode="json"),
+        sources=resolved.sources,
+        config_file=resolved.config_file,
+        limits={"timeout_s": settings.timeout, "max_steps": settings.max_steps,
+                "max_fix_attempts": settings.max_fix_attempts,
+                "max_consecutive_failures": settings.max_consecutive_failures},
+        versions=versions(),
+        policy=policy_record(settings.policy),
+        slo={"objectives": state.slo, "source": "file", "file": str(settings.slo)} if state.slo else None,
+        owner=owner.current().model_dump(),
+    )
+    if state.acceptance:
+        run.acceptance = state.acceptance
+    rundir.write_run(run)
     return rundir
 
 
@@ -171,28 +175,33 @@ def resume_session(path: Path, llm_override: str | None = None) -> Session:
 
 
 def _resume(rundir: RunDir, llm_override: str | None) -> Session:
-    run = rundir.read_json("run.json")
-    if run.get("outcome") in ("success", "unverified", "fail"):
-        raise UsageError(f"Run {rundir.run_id} already ended with {run['outcome']}; only an interrupted run "
+    run = rundir.read_run()
+    if run.outcome in ("success", "unverified", "fail"):
+        raise UsageError(f"Run {rundir.run_id} already ended with {run.outcome}; only an interrupted run "
                          "(or one that stopped on an error) can be resumed.")
-    if not (rundir.path / "state.json").exists():
+    if not (rundir.path / CHECKPOINT_FILE).exists():
         raise UsageError(f"Run {rundir.run_id} has no checkpoint (state.json): it stopped before its first stage.")
-    checkpoint = rundir.read_json("state.json")
+    checkpoint_data = rundir.read_json(CHECKPOINT_FILE)
     try:
-        values = dict(run["settings"])
+        if "settings" not in run.model_fields_set:  # a run.json from before it recorded settings, or edited
+            raise KeyError("settings")
+        values = dict(run.settings)
         if llm_override:
             values["llm"] = llm_override
         settings = Settings.model_validate(values)
-        counters = Counters.model_validate(checkpoint["counters"])
-        state = RunState.model_validate(checkpoint["state"])
-        start = State(checkpoint["next_state"])
+        checkpoint = Checkpoint.model_validate(checkpoint_data)
+        if checkpoint.missing():
+            raise KeyError(checkpoint.missing()[0])
+        counters = checkpoint.counters
+        state = RunState.model_validate(checkpoint.state)
+        start = State(checkpoint.next_state)
     except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise UsageError(f"Run {rundir.run_id} cannot be resumed: its run.json or state.json is damaged "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]}).") from None
     if start in TERMINAL:
         raise UsageError(f"Run {rundir.run_id} already reached {start}.")
     start = RESUME_REDIRECT.get(start, start)
-    rev = checkpoint.get("revision")
+    rev = checkpoint.revision
     artifacts = ArtifactSet.read_from(rundir.revision_dir(rev)) if rev is not None else ArtifactSet()
     remaining = settings.timeout - counters.elapsed_s
     if remaining <= 0:
@@ -205,13 +214,13 @@ def _resume(rundir: RunDir, llm_override: str | None) -> Session:
         except BaseException:
             llm.close()
             raise
-    run.update(outcome="running", resumed=(run.get("resumed") or []) + [
-        {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(start),
-         "llm": settings.llm}])
-    rundir.write_json("run.json", run)
-    rundir.append_event({"time": datetime.now(timezone.utc).isoformat(), "step": counters.steps, "from": None,
-                         "to": str(start), "result": "resumed", "duration_s": 0.0,
-                         "reason": f"resumed at {start}"})
+    run.outcome = "running"
+    run.resumed = (run.resumed or []) + [
+        {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(start), "llm": settings.llm}]
+    rundir.write_run(run)
+    rundir.append_event(TransitionEvent(time=datetime.now(timezone.utc).isoformat(), step=counters.steps,
+                                        source=None, to=str(start), result="resumed", duration_s=0.0,
+                                        reason=f"resumed at {start}"))
     ctx = RunContext(settings=settings, rundir=rundir, llm=llm, state=state, artifacts=artifacts,
                      run_id=rundir.run_id, deadline=time.monotonic() + remaining)
     return Session(ctx, choice, start, counters)

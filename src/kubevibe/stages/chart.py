@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -79,11 +78,10 @@ def run(ctx: RunContext) -> StageResult:
         return StageResult.failed(f"cannot make a chart: {message}",
                                   evidence=[Finding("chart", message).evidence()])
 
-    chart_root = ctx.rundir.path / "chart"
+    # The whole chart/ directory is this stage's output for this run: the run directory clears an earlier
+    # attempt's files.
+    chart_root = ctx.rundir.fresh_chart_dir()
     chart_dir = chart_root / model["name"]
-    # The whole chart/ directory is this stage's output for this run: an earlier attempt's files go.
-    if chart_root.is_dir() and not chart_root.is_symlink():
-        shutil.rmtree(chart_root)
     write_chart(chart_dir, model)
 
     helm_home = ctx.stage_dir / "helm-home"

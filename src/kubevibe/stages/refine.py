@@ -1,6 +1,6 @@
 """Refine: the first stage of `kubevibe refine RUN "follow-up"`: the model changes the parent run's files.
 
-The run starts with the parent's last good revision of the files (records/lineage.py) and the parent's intent. The
+The run starts with the parent's last good revision of the files (record/lineage.py) and the parent's intent. The
 model is asked Fix-style for the smallest changes that do what the follow-up says, keeping every other behaviour;
 it also declares the endpoints and test cases of the new behaviour, which join the intent's spec so Connect (and
 the acceptance tests, when the run has them) check the new behaviour next to the old. Test cases whose behaviour the
@@ -41,7 +41,7 @@ def run(ctx: RunContext) -> StageResult:
     if not base.files and refine.get("parent_dir") is not None:
         # A refine interrupted before its first answer resumes with no revision of its own: it starts again
         # from the parent's files.
-        from kubevibe.records.rundir import RunDir
+        from kubevibe.record.rundir import RunDir
 
         parent = RunDir(Path(refine["parent_dir"]))
         base = ArtifactSet.read_from(parent.revision_dir(int(refine.get("parent_revision") or 0)))

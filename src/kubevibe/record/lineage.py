@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from kubevibe.pipeline.fsm import PIPELINE, State
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.schema import RunRecord, TransitionEvent
 
 MAX_CHAIN = 100  # a chain longer than this is a loop in hand-edited records
 
@@ -29,18 +30,17 @@ class GoodRevision:
     verified_to: State  # the furthest main-path stage that passed with these files
 
 
-def stages_passed(events: list[dict[str, Any]]) -> dict[int, int]:
+def stages_passed(events: list[TransitionEvent]) -> dict[int, int]:
     """revision -> index in PIPELINE of the furthest stage that passed while it was the current revision."""
     reached: dict[int, int] = {}
     current: int | None = None
     names = [s.value for s in PIPELINE]
     for event in events:
-        revision = (event.get("metrics") or {}).get("revision")
-        if isinstance(revision, int):
-            current = revision
+        if event.revision is not None:
+            current = event.revision
             continue
-        source = event.get("from")
-        if current is not None and event.get("result") == "ok" and source in names:
+        source = event.source
+        if current is not None and event.result == "ok" and source in names:
             reached[current] = max(reached.get(current, -1), names.index(source))
     return reached
 
@@ -49,7 +49,7 @@ def last_good_revision(rundir: RunDir) -> GoodRevision | None:
     """The revision verified furthest (the later on a tie), if one was at least built; else None."""
     built = PIPELINE.index(State.BUILD)
     existing = set(rundir.revisions())
-    candidates = [(index, rev) for rev, index in stages_passed(rundir.read_jsonl("events.jsonl")).items()
+    candidates = [(index, rev) for rev, index in stages_passed(rundir.read_events()).items()
                   if index >= built and rev in existing]
     if not candidates:
         return None
@@ -62,8 +62,8 @@ def parent_link(parent: Path, child: Path) -> str:
     return os.path.relpath(parent.absolute(), child.absolute())
 
 
-def parent_of(run_dir: Path, run: dict[str, Any]) -> Path | None:
-    link = (run.get("parent") or {}).get("run") if isinstance(run.get("parent"), dict) else None
+def parent_of(run_dir: Path, run: RunRecord) -> Path | None:
+    link = (run.parent or {}).get("run")
     if not isinstance(link, str) or not link:
         return None
     path = Path(link)
@@ -76,21 +76,21 @@ def chain(run_dir: Path) -> list[dict[str, Any]]:
     seen = {Path(run_dir).resolve()}
     current = Path(run_dir)
     try:
-        run = RunDir.open(current).read_json("run.json")
+        run = RunDir.open(current).read_run()
     except Exception:  # noqa: BLE001 - an unreadable record has no chain to show
         return out
     while len(out) < MAX_CHAIN:
         parent = parent_of(current, run)
         if parent is None:
             break
-        link = run.get("parent") or {}
+        link = run.parent or {}
         if parent in seen or not (parent / "run.json").is_file():
             out.append({"run_id": link.get("run_id"), "path": str(parent), "prompt": None, "outcome": None,
                         "found": False})
             break
         seen.add(parent)
-        run = RunDir(parent).read_json("run.json")
-        out.append({"run_id": run.get("run_id"), "path": str(parent), "prompt": run.get("prompt"),
-                    "outcome": run.get("outcome"), "found": True})
+        run = RunDir(parent).read_run()
+        out.append({"run_id": run.run_id, "path": str(parent), "prompt": run.prompt, "outcome": run.outcome,
+                    "found": True})
         current = parent
     return out

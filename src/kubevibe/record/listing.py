@@ -6,14 +6,13 @@ whose run.json cannot be read is listed with outcome "unreadable" rather than hi
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
 from pydantic import BaseModel
 
-from kubevibe.records.show import tests_from, verification_line
+from kubevibe.record.rundir import load_run
+from kubevibe.record.schema import RunRecord
+from kubevibe.record.show import tests_from, verification_line
 
 
 class RunRow(BaseModel):
@@ -28,14 +27,14 @@ class RunRow(BaseModel):
     parent: str | None  # the parent's run id, for a refined run
 
 
-def verdict_text(run: dict[str, Any]) -> str:
-    verdict = run.get("verdict")
+def verdict_text(run: RunRecord) -> str:
+    verdict = run.verdict
     if isinstance(verdict, dict):  # issue 12's verdict, when present
         accepted = verdict.get("accepted")
         if isinstance(accepted, dict):
             return (f"accepted {accepted.get('passed')}/{accepted.get('total')} ({accepted.get('source')}); "
-                    + verification_line(run.get("verified") or {}, tests_from(run)))
-    return verification_line(run.get("verified") or {}, tests_from(run))
+                    + verification_line(run.verified or {}, tests_from(run)))
+    return verification_line(run.verified or {}, tests_from(run))
 
 
 def _age(created: str | None, now: datetime) -> float | None:
@@ -60,19 +59,15 @@ def _stamp_of(name: str) -> str | None:
 
 def row_of(run_dir: Path, now: datetime) -> RunRow:
     try:
-        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        if not isinstance(run, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError, UnicodeDecodeError):
+        run = load_run(run_dir)
+    except (OSError, ValueError, UnicodeDecodeError):  # pydantic's ValidationError is a ValueError
         created = _stamp_of(run_dir.name)
         return RunRow(run_id=run_dir.name, path=str(run_dir), model=None, outcome="unreadable", verdict="",
                       request="", created=created, age_s=_age(created, now), parent=None)
-    llm = run.get("llm") if isinstance(run.get("llm"), dict) else {}
-    parent = run.get("parent") if isinstance(run.get("parent"), dict) else {}
-    return RunRow(run_id=str(run.get("run_id") or run_dir.name), path=str(run_dir), model=llm.get("model"),
-                  outcome=str(run.get("outcome") or "unknown"), verdict=verdict_text(run),
-                  request=" ".join(str(run.get("prompt") or "").split()), created=run.get("created"),
-                  age_s=_age(run.get("created"), now), parent=parent.get("run_id"))
+    return RunRow(run_id=str(run.run_id or run_dir.name), path=str(run_dir), model=run.model,
+                  outcome=str(run.outcome or "unknown"), verdict=verdict_text(run),
+                  request=" ".join(str(run.prompt or "").split()), created=run.created,
+                  age_s=_age(run.created, now), parent=(run.parent or {}).get("run_id"))
 
 
 def list_runs(runs_dir: Path, *, outcome: str | None = None, model: str | None = None,

@@ -5,60 +5,61 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kubevibe.records.lineage import chain
-from kubevibe.records.rundir import RunDir
+from kubevibe.record.lineage import chain
+from kubevibe.record.rundir import RunDir
+from kubevibe.record.schema import RunRecord
 
 
 def run_summary(path: Path) -> dict[str, Any]:
     rundir = RunDir.open(path)
-    run = rundir.read_json("run.json")
-    events = rundir.read_jsonl("events.jsonl")
-    llm_calls = rundir.read_jsonl("llm.jsonl")
-    stages = [e for e in events if e.get("result") not in ("resumed",) and e.get("to") is not None
-              and e.get("result") != "limit"]
-    fixes = [e for e in stages if e["from"] == "FIX"]
-    tokens = sum((c.get("response") or {}).get("completion_tokens") or 0 for c in llm_calls)
+    run = rundir.read_run()
+    events = rundir.read_events()
+    llm_calls = rundir.read_llm_calls()
+    stages = [e for e in events if e.result not in ("resumed",) and e.to is not None and e.result != "limit"]
+    fixes = [e for e in stages if e.source == "FIX"]
+    tokens = sum(c.completion_tokens for c in llm_calls)
+    settings = run.settings or {}
     return {
-        "run_id": run.get("run_id"),
+        "run_id": run.run_id,
         "path": str(path),
-        "prompt": run.get("prompt"),
-        "outcome": run.get("outcome"),
-        "final_state": run.get("final_state"),
-        "reason": run.get("reason"),
-        "llm": run.get("llm", {}),
-        "strategy": run.get("strategy"),
-        "style": run.get("style") or (run.get("settings") or {}).get("style") or "structured",
-        "intent_method": run.get("settings", {}).get("intent_method"),
+        "prompt": run.prompt,
+        "outcome": run.outcome,
+        "final_state": run.final_state,
+        "reason": run.reason,
+        "llm": run.llm if "llm" in run.model_fields_set else {},
+        "strategy": run.strategy,
+        "style": run.style or settings.get("style") or "structured",
+        "intent_method": settings.get("intent_method"),
         "steps": len(stages),
         "fix_iterations": len(fixes),
         "revisions": len(rundir.revisions()),
         "llm_calls": len(llm_calls),
         "completion_tokens": tokens,
-        "image": run.get("image"),
-        "chart": run.get("chart"),
-        "verified": run.get("verified") or {},
-        "service_file": run.get("service_file"),
-        "stand_ins": run.get("stand_ins") or [],
-        "verdict": run.get("verdict"),
-        "acceptance": run.get("acceptance"),
+        "image": run.image,
+        "chart": run.chart,
+        "verified": run.verified or {},
+        "service_file": run.service_file,
+        "stand_ins": run.stand_ins or [],
+        "verdict": run.verdict,
+        "acceptance": run.acceptance,
         "tests_from": tests_from(run),
-        "parent": run.get("parent"),
+        "parent": run.parent,
         "lineage": chain(rundir.path),  # the runs this one refines, nearest first
-        "push": run.get("push"),
-        "load": run.get("load"),
-        "resources": resources_line(rundir, run.get("load")),
-        "slo": (run.get("verdict") or {}).get("slo"),
+        "push": run.push,
+        "load": run.load,
+        "resources": resources_line(rundir, run.load),
+        "slo": (run.verdict or {}).get("slo"),
         "transitions": [
-            {"step": e.get("step"), "from": e.get("from"), "to": e.get("to"), "result": e.get("result"),
-             "duration_s": e.get("duration_s"), "reason": e.get("reason")}
+            {"step": e.step, "from": e.source, "to": e.to, "result": e.result, "duration_s": e.duration_s,
+             "reason": e.reason}
             for e in events
         ],
     }
 
 
-def tests_from(run: dict[str, Any]) -> str | None:
+def tests_from(run: RunRecord) -> str | None:
     """Where a run's test cases came from, from its run.json: "reference:<name>", "generic", or None (the intent)."""
-    source = (run.get("intent") or {}).get("spec_from")
+    source = (run.intent or {}).get("spec_from")
     return None if source in (None, "", "intent") else source
 
 

@@ -8,6 +8,12 @@ Layout:
   artifacts/rev-NNN/  every revision of the generated files
   steps/NNN-stage/    per stage execution: evidence.json, commands.log, stage outputs
   chart/              the Helm chart, and <name>-<version>.tgz
+
+The schema of run.json, events.jsonl, llm.jsonl and state.json is record/schema.py; RunDir writes and reads them
+as those models. The writers are called by the runner (each stage's transition, checkpoint and LLM calls, and
+the end of run.json) and by what starts or closes a run around it: the session (run.json at the start, a resume's
+entry), refine (the parent link) and --push (run.json `push`). Readers (show, runs, resume, the store, the
+report, gc, export, replay) use the typed readers here or `load_run()`.
 """
 
 from __future__ import annotations
@@ -17,13 +23,45 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kubevibe.errors import UsageError
 from kubevibe.pipeline.artifacts import ArtifactSet
+from kubevibe.record.schema import Checkpoint, LLMCallRecord, RunRecord, TransitionEvent
+
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+LLM_FILE = "llm.jsonl"
+CHECKPOINT_FILE = "state.json"
+CHART_DIR = "chart"
+
+
+def _valid_lines(lines: list[dict[str, Any]], model: type[TransitionEvent] | type[LLMCallRecord]) -> list[Any]:
+    """The lines that fit the model; a hand-damaged line is skipped like a line cut by a crash."""
+    out = []
+    for line in lines:
+        try:
+            out.append(model.model_validate(line))
+        except ValidationError:
+            continue
+    return out
+
+
+def load_run(path: Path) -> RunRecord:
+    """The run.json at `path` (a run directory or the file). Raises OSError or ValueError (a damaged file;
+    pydantic's ValidationError is one): for readers that skip what they cannot read (listing, gc, replay)."""
+    path = Path(path)
+    file = path / RUN_FILE if path.is_dir() else path
+    data = json.loads(file.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} holds a JSON {type(data).__name__}, not an object")
+    return RunRecord.model_validate(data)
 
 
 def safe_component(text: str) -> str:
@@ -139,18 +177,32 @@ class RunDir:
             return []
         return sorted(int(p.name[4:]) for p in root.iterdir() if re.fullmatch(r"rev-\d{3,}", p.name))
 
-    # -- writers (called by the runner and the LLM logger only) -----------------------------------------
+    # -- writers (called by the runner and the session only) --------------------------------------------
     def write_revision(self, artifacts: ArtifactSet) -> int:
         revs = self.revisions()
         rev = (revs[-1] + 1) if revs else 0
         artifacts.write_to(self.revision_dir(rev))
         return rev
 
-    def append_event(self, event: dict[str, Any]) -> None:
-        self._append("events.jsonl", event)
+    def append_event(self, event: TransitionEvent) -> None:
+        self._append(EVENTS_FILE, event.dump())
 
-    def append_llm(self, record: dict[str, Any]) -> None:
-        self._append("llm.jsonl", record)
+    def append_llm_call(self, call: LLMCallRecord) -> None:
+        self._append(LLM_FILE, call.dump())
+
+    def write_run(self, run: RunRecord) -> None:
+        self.write_json(RUN_FILE, run.dump())
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.write_json(CHECKPOINT_FILE, checkpoint.dump())
+
+    def fresh_chart_dir(self) -> Path:
+        """<run>/chart/, empty: the whole directory is the Chart stage's output, so an earlier attempt's files
+        go (a symlink put there is left alone, never followed)."""
+        root = self.path / CHART_DIR
+        if root.is_dir() and not root.is_symlink():
+            shutil.rmtree(root)
+        return root
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False, default=str)
@@ -166,6 +218,27 @@ class RunDir:
         os.replace(tmp, target)
 
     # -- readers --------------------------------------------------------------------------------------
+    def read_run(self) -> RunRecord:
+        return self._validated(RUN_FILE, RunRecord)
+
+    def read_checkpoint(self) -> Checkpoint:
+        return self._validated(CHECKPOINT_FILE, Checkpoint)
+
+    def read_events(self) -> list[TransitionEvent]:
+        return _valid_lines(self.read_jsonl(EVENTS_FILE), TransitionEvent)
+
+    def read_llm_calls(self) -> list[LLMCallRecord]:
+        return _valid_lines(self.read_jsonl(LLM_FILE), LLMCallRecord)
+
+    def _validated(self, name: str, model: type[RunRecord] | type[Checkpoint]) -> Any:
+        data = self.read_json(name)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the top level"
+            raise UsageError(f"{self.path / name} is damaged: {where}: {first['msg']}.") from None
+
     def read_json(self, name: str) -> Any:
         path = self.path / name
         try:
@@ -190,8 +263,10 @@ class RunDir:
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 # A line cut by a crash: keep what is readable.
                 continue
+            if isinstance(record, dict):  # a line that is JSON but not an object is no record either
+                out.append(record)
         return out

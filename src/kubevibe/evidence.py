@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kubevibe.text import trim_middle
+
 
 class Evidence(BaseModel):
     """One piece of what a stage saw. This is what the Fix stage is shown, so it must be specific."""
@@ -49,11 +51,3 @@ class Evidence(BaseModel):
         if self.stderr.strip():
             parts.append("stderr:\n" + self.stderr.strip())
         return trim_middle("\n".join(parts), limit)
-
-
-def trim_middle(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head - 40
-    return text[:head] + f"\n... [{len(text) - head - tail} characters cut] ...\n" + text[-tail:]

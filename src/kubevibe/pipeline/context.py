@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, ValidationError
 
 from kubevibe.evidence import Evidence as Evidence  # re-exported: stages import it from here
-from kubevibe.evidence import trim_middle as trim_middle
 from kubevibe.pipeline.artifacts import ArtifactSet
 from kubevibe.pipeline.fsm import Outcome, State
 

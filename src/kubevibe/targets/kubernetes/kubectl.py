@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kubevibe.exec import CommandResult, pretty_command
+from kubevibe.text import last_line
 from kubevibe.targets.labels import RUN_LABEL, label_value
 
 if TYPE_CHECKING:
@@ -144,8 +145,9 @@ def dry_run_findings(result: CommandResult) -> tuple[list[str], list[str]]:
 
 
 def _last_line(result: CommandResult) -> str:
-    lines = [ln.strip() for ln in result.output.splitlines() if ln.strip() and not re.match(r"^[IW]\d{4} ", ln)]
-    return (lines or [result.describe()])[-1][:400]
+    """The last line of kubectl's output that is not a klog info/warning line (I0102 ..., W0102 ...)."""
+    line = last_line(result.output, keep=lambda ln: not re.match(r"^[IW]\d{4} ", ln))
+    return (line or result.describe())[:400]
 
 
 def _access_hint(access: KubeAccess) -> str:

@@ -45,6 +45,7 @@ from kubevibe.targets.local.manifest import (
     publish_loopback,
     slow_start_hint,
 )
+from kubevibe.text import last_line
 from kubevibe.targets.local.status import (
     pod_listening,
     container_infos,
@@ -304,9 +305,10 @@ def _url(url: str) -> Iterator[str]:
 
 
 def _last_error_line(result: CommandResult) -> str:
-    lines = [ln for ln in result.output.splitlines() if ln.strip() and "failed to connect to syslog" not in ln]
-    errors = [ln for ln in lines if ln.startswith("Error")]
-    return (errors or lines or [result.describe()])[-1][:300]
+    """podman's last `Error...` line, else its last line (the syslog complaint of a container-less host is noise)."""
+    line = last_line(result.output, keep=lambda ln: "failed to connect to syslog" not in ln,
+                     prefer=lambda ln: ln.startswith("Error"))
+    return (line or result.describe())[:300]
 
 
 def _states_evidence(info: DeploymentInfo) -> Evidence:

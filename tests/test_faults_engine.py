@@ -32,9 +32,12 @@ pytestmark = pytest.mark.engine
 
 KUBEVIBE = [sys.executable, "-m", "kubevibe.cli"]
 PROMPT = "Develop a credit card validation microservice"
-# The pod runs but never listens: Connect waits for its port, which gives a signal time to land there.
-SILENT_CODE = KNOWN_GOOD_CODE.replace('if __name__ == "__main__":\n', 'if __name__ == "__main__":\n'
-                                      '    import time\n    time.sleep(120)\n')
+def slow_code(seconds: float) -> str:
+    """The service listens at once (so Deploy is done) but takes `seconds` for every answer: the run stays in the
+    deployed states (Connect, Accept, Load) long enough for a signal or a gc to land there."""
+    return KNOWN_GOOD_CODE.replace('@app.route("/health"', "import time\n\n\n@app.before_request\n"
+                                   f"def answer_slowly():\n    time.sleep({seconds})\n\n\n"
+                                   '@app.route("/health"', 1)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,7 +116,7 @@ def events_of(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("first,second", [(signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT)])
 def test_signals_during_connect_and_its_teardown_leak_nothing(tmp_path, first, second):
-    proc = start(tmp_path, [("intent", json.dumps(SPEC)), ("generate", generated(pythonfilecontent=SILENT_CODE))])
+    proc = start(tmp_path, [("intent", json.dumps(SPEC)), ("generate", generated(pythonfilecontent=slow_code(3)))])
     run = wait_until(proc, pods_up(tmp_path, "connect"), what="Connect with a running pod")
     try:
         time.sleep(0.5)
@@ -192,7 +195,7 @@ def test_gc_removes_at_once_what_a_killed_build_left(tmp_path):
 
 
 def test_gc_keeps_a_live_runs_pods_and_removes_them_at_once_after_kill_9(tmp_path):
-    proc = start(tmp_path, [("intent", json.dumps(SPEC)), ("generate", generated(pythonfilecontent=SILENT_CODE))])
+    proc = start(tmp_path, [("intent", json.dumps(SPEC)), ("generate", generated(pythonfilecontent=slow_code(8)))])
     run = wait_until(proc, pods_up(tmp_path, "connect"), what="Connect with a running pod")
     try:
         kept = gc(tmp_path)

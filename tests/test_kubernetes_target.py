@@ -622,6 +622,19 @@ def test_connect_reaches_the_pod_through_kubectl_port_forward(tmp_path, api, app
     assert api.list("apps/v1", "Deployment", namespace_name(ctx.run_id)) == []
 
 
+def test_load_cut_by_the_runs_time_limit_is_a_failed_stage_not_a_tool_error(tmp_path, api, app):
+    """A run whose TIMEOUT ends during Load: the stage fails saying so (the runner then ends the run on its time
+    limit); it is not an internal error that blames locust."""
+    ctx = _deployed(tmp_path, api)
+    api.forward(namespace_name(ctx.run_id), "credit-card-7d9c5b8f6d-r5t6y", 5000, app)
+    ctx.step, ctx.stage = 7, State.LOAD
+    ctx.deadline = time.monotonic() + 2.5  # less than the measurement (3 s) and the generator's start-up need
+    result = load.run(ctx)
+    assert result.outcome == Outcome.FAILED and "cut short by the run's time limit" in result.summary
+    assert not _port_forwards()
+    ctx.run_all_cleanups()
+
+
 def test_connect_to_a_port_nothing_listens_on_fails_and_the_forward_keeps_coming_back(tmp_path, api, app,
                                                                                       monkeypatch):
     manifest = known_good_artifacts().get("vibe.yaml").replace("containerPort: 5000", "containerPort: 6000") \

@@ -58,7 +58,11 @@ def run(ctx: RunContext) -> StageResult:
         job = make_job(base_url, requests, rps, duration)
         job_file = ctx.stage_dir / "load-job.json"
         job_file.write_text(job.model_dump_json(indent=2), encoding="utf-8")
-        result, readings = _run_worker(ctx, deployment, job_file)
+        worked = _run_worker(ctx, deployment, job_file)
+        if worked is None:  # the run's TIMEOUT cut the measurement: the runner ends the run on its time limit
+            return StageResult.failed("Load was cut short by the run's time limit (TIMEOUT) before it could "
+                                      f"measure {duration:g}s at {rps:g} rps")  # fmt: skip
+        result, readings = worked
 
     after = deployment.status()
     logs = deployment.logs(ctx.stage_dir / "logs")
@@ -94,8 +98,9 @@ def _main_port(info: DeploymentInfo) -> tuple[ServicePortInfo, PodInfo]:
 
 
 def _run_worker(ctx: RunContext, deployment: Deployment,
-                job_file: Path) -> tuple[dict[str, Any], list[tuple[float, list[ContainerUsage]]]]:
-    """Run the load generator in its own process while a thread reads the containers' resource use."""
+                job_file: Path) -> tuple[dict[str, Any], list[tuple[float, list[ContainerUsage]]]] | None:
+    """Run the load generator in its own process while a thread reads the containers' resource use. None: the
+    run's deadline, not the generator, ended it (a tool error would wrongly blame locust)."""
     job = json.loads(job_file.read_text(encoding="utf-8"))
     result_file = job_file.with_name("load-result.json")
     readings: list[tuple[float, list[ContainerUsage]]] = []
@@ -124,6 +129,8 @@ def _run_worker(ctx: RunContext, deployment: Deployment,
     finally:
         stop.set()
         sampler.join(timeout=30)
+    if worker.timed_out and ctx.remaining() <= 0.5:
+        return None
     if not worker.ok or not result_file.is_file():
         raise KubeVibeError(f"The load generator failed: {worker.describe()}: "
                             f"{tail_lines(worker.stderr or worker.stdout, 3)}",

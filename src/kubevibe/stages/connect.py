@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from kubevibe.intent import Endpoint, TestCase, short_json
 from kubevibe.pipeline.context import Evidence, RunContext, StageResult
+from kubevibe.poll import Backoff
 from kubevibe.stages import targeting
 from kubevibe.targets import Deployment, DeploymentInfo, TargetFailure
 from kubevibe.targets.base import PodInfo, ServicePortInfo, tail_lines
@@ -72,7 +73,7 @@ def probe(
     """
     result = ProbeResult(url=url)
     start = clock()
-    delay = BACKOFF_FIRST_S
+    backoff = Backoff(deadline=deadline, first=BACKOFF_FIRST_S, maximum=BACKOFF_MAX_S, clock=clock, sleep=sleep)
     next_check = start + CHECK_INTERVAL_S
     while True:
         result.attempts += 1
@@ -86,7 +87,7 @@ def probe(
             result.error = _describe_error(exc)
         now = clock()
         result.elapsed_s = now - start
-        if now >= deadline:
+        if now >= deadline:  # checked before give_up, which is not asked once the time is up
             break
         if give_up is not None and now >= next_check:
             next_check = now + CHECK_INTERVAL_S
@@ -94,8 +95,7 @@ def probe(
             if reason:
                 result.stopped = reason
                 break
-        sleep(min(delay, max(0.0, deadline - now)))
-        delay = min(delay * 1.5, BACKOFF_MAX_S)
+        backoff.wait(now)
     result.elapsed_s = clock() - start
     return result
 

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from kubevibe import policy
 from kubevibe.errors import KubeVibeError
 from kubevibe.evidence import Evidence
+from kubevibe.poll import Backoff
 from kubevibe.exec import CommandResult, run
 from kubevibe.manifests import dump_manifest, workloads
 from kubevibe.targets.base import (
@@ -367,8 +368,7 @@ class KubernetesDeployment(Deployment):
         return self.info
 
     def wait_ready(self, timeout: float) -> DeploymentInfo:
-        deadline = time.monotonic() + timeout
-        delay = POLL_FIRST_S
+        backoff = Backoff(deadline=time.monotonic() + timeout, first=POLL_FIRST_S, maximum=POLL_MAX_S)
         while True:
             objects = self.snapshot()
             info = self.status(objects)
@@ -380,11 +380,8 @@ class KubernetesDeployment(Deployment):
             missing = readiness(objects)
             if missing is None:
                 return info
-            now = time.monotonic()
-            if now >= deadline:
+            if not backoff.wait():
                 raise self._failure(info, objects, events, problems, f"not ready after {timeout:.0f}s: {missing}")
-            time.sleep(min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 1.5, POLL_MAX_S)
 
     def _failure(self, info: DeploymentInfo, objects: list[dict[str, Any]], events: list[dict[str, Any]],
                  problems: list[Problem], timed_out: str | None) -> TargetFailure:

@@ -22,6 +22,7 @@ from kubevibe.exec import CommandResult, run
 from kubevibe.manifests import containers, dump_manifest, workloads
 from kubevibe.owner import OWNER_LABEL, owner_labels
 from kubevibe.podman_conf import podman_env
+from kubevibe.poll import Backoff
 from kubevibe.targets.base import (
     ContainerInfo,
     ContainerUsage,
@@ -214,9 +215,8 @@ class LocalDeployment(Deployment):
 
     def wait_ready(self, timeout: float) -> DeploymentInfo:
         started = time.monotonic()
-        deadline = started + timeout
+        backoff = Backoff(deadline=started + timeout, first=POLL_FIRST_S, maximum=POLL_MAX_S)
         running_since: dict[str, float] = {}
-        delay = POLL_FIRST_S
         while True:
             info = self.status()
             now = time.monotonic()
@@ -230,10 +230,8 @@ class LocalDeployment(Deployment):
             if missing is None:
                 self.info = info.model_copy(update={"ready_s": round(now - started, 1)})
                 return self.info
-            if now >= deadline:
+            if not backoff.wait(now):
                 raise self._timeout_failure(info, missing, timeout)
-            time.sleep(min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 1.5, POLL_MAX_S)
 
     def _crash_failure(self, info: DeploymentInfo, crashed: list[ContainerInfo]) -> TargetFailure:
         logs = self.logs(self.scope.work_dir / "logs")

@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 
 from kubevibe.experiments.executor import ExperimentDir, run_experiment
-from kubevibe.experiments.metrics import STAGES, summarize
+from kubevibe.experiments.metrics import FINISHED, STAGES, summarize
 from kubevibe.errors import KubeVibeError
 from kubevibe.experiments.plan import validate_plan
 from kubevibe.experiments.store import open_results
@@ -48,6 +48,8 @@ def main() -> int:
     parser.add_argument("--max-steps", type=int, default=25)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None, help="use only the first LIMIT prompts")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="run nothing: print the tables of what the experiment directory holds so far")
     args = parser.parse_args()
     try:
         methods = _methods(args.intent_method or ["none"])
@@ -65,15 +67,21 @@ def main() -> int:
     }, base_dir=Path.cwd(), source="The benchmark's arguments")
     exp = ExperimentDir(args.dir or Path("experiments") / plan.name)
     console = Console(stderr=True)
-    run_experiment(plan, exp, progress=lambda text: console.print(text, highlight=False, markup=False))
+    if not args.tables_only:
+        run_experiment(plan, exp, progress=lambda text: console.print(text, highlight=False, markup=False))
+    elif not (exp.path / "experiment.sqlite").is_file():
+        parser.error(f"{exp.path} holds no experiment yet")
 
     with open_results(exp.path) as store:
         runs, executions, calls = store.runs(), store.table("stage_executions"), store.table("llm_calls")
         # Where each successful run's checked tests came from: a success tested only by GET /health is weak.
         sources = {m: Counter(_tests_source(store.resolve_run_dir(r.get("run_dir"))) for r in runs
                               if r.get("status") == "success" and r.get("intent_method") == m) for m in methods}
+    finished = sum(1 for r in runs if r.get("status") in FINISHED)
     print(f"\n{args.llm} {args.model or ''}  strategy={args.strategy}  "
           f"{len(prompts)} prompts x {args.repeat}  ({exp.path})")
+    print(f"{finished} of {len(prompts) * args.repeat * len(methods)} runs finished"
+          + ("" if finished == len(prompts) * args.repeat * len(methods) else " (a partial table)"))
     if len(methods) > 1:
         _print_methods_table(methods, runs, executions, calls)
     for method in methods:
@@ -98,10 +106,10 @@ def _methods(given: list[str]) -> list[str]:
 def _print_methods_table(methods: list[str], runs: list[dict], executions: list[dict], calls: list[dict]) -> None:
     """One row per intent method: outcomes, and the wall time per run (mean and the longest: a bound that matters
     for small models, which can run away)."""
-    print(f"\n| intent method | runs | success | unverified | fail | error | Intent failed | mean s/run | max s/run "
+    print(f"\n| intent method | runs finished | success | unverified | fail | error | Intent failed | mean s/run | max s/run "
           f"| LLM calls/run |\n|---|---|---|---|---|---|---|---|---|---|")
     for method in methods:
-        mine = [r for r in runs if r.get("intent_method") == method]
+        mine = [r for r in runs if r.get("intent_method") == method and r.get("status") in FINISHED]
         ids = {r.get("run_id") for r in mine}
         status = Counter(r.get("status") for r in mine)
         times = [r["elapsed_s"] for r in mine if r.get("elapsed_s") is not None]

@@ -243,6 +243,12 @@ class _RayHandle(CellHandle):
             self.ref = self._submit()
             return None
         self._announce(fresh=True)  # a try that ended between two polls still says where it ran
+        if self.announced != self.tries and result.get("node"):
+            # The task's own start message can reach the coordinator after its result reached us (seen under
+            # load): the result says where it ran as well.
+            self.announced = self.tries
+            self._say(f"--- try {self.tries} of attempt {self.job.attempt} runs on Ray node {result['node']} "
+                      f"({result.get('host')})")
         if result.get("runs"):
             self.backend.unpack(result["runs"], self.job.key)
         self._say(result.get("log") or "")

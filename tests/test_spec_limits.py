@@ -87,6 +87,16 @@ def test_a_spec_must_be_about_the_request(request_text, spec, related):
         assert "not about the request" in reason and spec["name"] in reason
 
 
+def test_a_spec_named_right_but_without_endpoints_is_told_what_is_missing():
+    """The bundled model wrote `credit-card-validator` with no endpoints: the reason must not claim the name is off
+    (the retry is shown it), it must say the endpoints are missing."""
+    spec = ServiceSpec.model_validate({"name": "credit-card-validator", "endpoints": []})
+    reason = unrelated_to_request(spec, "Develop a credit card validation microservice")
+    assert reason and "no endpoint for what the request asks" in reason and "not about" not in reason
+    only_health = ServiceSpec.model_validate({"name": "card", "endpoints": [{"method": "GET", "path": "/health"}]})
+    assert "health checks only" in unrelated_to_request(only_health, "Develop a credit card validation microservice")
+
+
 def test_repeated_tail_spots_a_generation_going_round_in_circles():
     assert repeated_tail('{"endpoints": [' + '{"method": "GET", "path": "/health"}, ' * 12 + '{"meth')
     assert not repeated_tail(json.dumps(prime_spec()))

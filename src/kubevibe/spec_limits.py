@@ -120,6 +120,10 @@ def unrelated_to_request(spec: ServiceSpec, request: str) -> str | None:
     if real and wanted & terms(said):
         return None
     shown = ", ".join(f"{e.method.upper()} {e.path}" for e in spec.endpoints[:4]) or "none"
+    if not real:  # the name may well be right (`credit-card-validator`); what is missing is the service itself
+        return (f"The service spec has no endpoint for what the request asks ({shown}"
+                + (", health checks only" if spec.endpoints else "") + "). Give it the endpoints the request asks "
+                f"for ({', '.join(sorted(wanted))}), not only a health check.")
     return (f"The service spec is not about the request: its name {spec.name!r} and endpoints ({shown}) mention "
             f"none of {', '.join(sorted(wanted))}. Name the service after the request and give it the endpoints "
             "the request asks for.")

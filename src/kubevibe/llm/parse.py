@@ -162,4 +162,3 @@ def runaway(text: str) -> bool:
     """True when a generation in progress is going round in circles (see _RUNAWAY); cheap on a long text."""
     match = _RUNAWAY.search(text[-RUNAWAY_WINDOW:])
     return bool(match) and len(match.group(0)) >= RUNAWAY_SPAN
-

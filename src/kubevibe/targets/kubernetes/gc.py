@@ -9,11 +9,11 @@ import json
 import os
 import socket
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from kubevibe.exec import CommandResult, run
 from kubevibe.leftover import Leftover
+from kubevibe.owner import start_ticks
 from kubevibe.targets.kubernetes.kubectl import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -30,7 +30,7 @@ COMMAND_TIMEOUT_S = 60.0
 def process_owner(pid: int | None = None) -> str:
     """<host>/<pid>/<start ticks>: names this process unambiguously (pids are reused, start times are not)."""
     pid = pid or os.getpid()
-    return f"{socket.gethostname()}/{pid}/{_start_ticks(pid) or 0}"
+    return f"{socket.gethostname()}/{pid}/{start_ticks(pid) or 0}"
 
 
 def owner_alive(owner: str, host: str | None = None) -> bool | None:
@@ -40,17 +40,8 @@ def owner_alive(owner: str, host: str | None = None) -> bool | None:
         return None
     if parts[0] != (host or socket.gethostname()):
         return None
-    ticks = _start_ticks(int(parts[1]))
+    ticks = start_ticks(int(parts[1]))
     return ticks is not None and str(ticks) == parts[2]
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return int(fields[19]) if len(fields) > 19 else None  # field 22 of stat: starttime
 
 
 def cluster_namespaces(data: Any) -> list[Leftover]:

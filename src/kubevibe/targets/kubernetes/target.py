@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any
 from kubevibe import policy
 from kubevibe.errors import KubeVibeError
 from kubevibe.evidence import Evidence
-from kubevibe.poll import Backoff
 from kubevibe.exec import CommandResult, run
 from kubevibe.manifests import dump_manifest, workloads
+from kubevibe.poll import Backoff
 from kubevibe.targets.base import (
     ContainerUsage,
     DeployRequest,
